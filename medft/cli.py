@@ -1,0 +1,104 @@
+"""What every entrypoint shares: one-line errors and a check of command-line overrides.
+
+Hydra reports an unknown option or key over several lines and a hint about
+HYDRA_FULL_ERROR; users meet these in their first hour, so medft checks overrides
+against the config tree and schema first and answers in one line with the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import sys
+import typing
+from pathlib import Path
+
+from medft.config import CONF_DIR, RootConfig
+from medft.errors import ConfigError, MedftError
+
+GROUPS = ("model", "data", "method", "experiment", "logger")
+
+
+def fail(message: str, code: int = 2) -> typing.NoReturn:
+    print(f"medft: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn MedftError into one line on stderr and exit status 2, no traceback."""
+    try:
+        yield
+    except MedftError as err:
+        fail(str(err))
+
+
+def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    folder = conf_dir / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _split_values(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    for sweep in ("choice(", "glob("):
+        if value.startswith(sweep) and value.endswith(")"):
+            value = value[len(sweep) : -1]
+    return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+
+
+def _unwrap(tp):
+    """Optional[X] -> X; leave other types alone."""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _check_key(path: list[str]) -> str | None:
+    """None when the dotted key exists in the schema, else a one-line message."""
+    node = RootConfig
+    walked: list[str] = []
+    for part in path:
+        node = _unwrap(node)
+        if typing.get_origin(node) in (dict, typing.Dict):
+            node = typing.get_args(node)[1]
+            walked.append(part)
+            continue
+        if not dataclasses.is_dataclass(node):
+            return None  # a list index or a free-form value: Hydra checks the type
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            where = ".".join(walked) or "the top level"
+            close = difflib.get_close_matches(part, hints, n=1)
+            hint = f"did you mean {'.'.join([*walked, close[0]])}?" if close else f"valid keys: {', '.join(hints)}"
+            return f"{'.'.join([*walked, part])} is not a setting of {where}; {hint}"
+        node = hints[part]
+        walked.append(part)
+    return None
+
+
+def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Raise ConfigError for an unknown group option or config key on the command line."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if key.startswith(("+", "~", "hydra")):
+            continue
+        key = key.removeprefix("override ")
+        if key in GROUPS:
+            options = group_options(key, conf_dir)
+            for option in _split_values(value):
+                if option in ("null", "") or option in options or "*" in option:
+                    continue
+                close = difflib.get_close_matches(option, options, n=1)
+                hint = f"did you mean {key}={close[0]}? " if close else ""
+                raise ConfigError(f"{key}={option} is not a {key} config; {hint}choose one of: {', '.join(options)}")
+            continue
+        message = _check_key(key.split("."))
+        if message:
+            raise ConfigError(message)

@@ -1,0 +1,323 @@
+"""Config schemas (dataclasses registered in Hydra's ConfigStore) and cross-field rules.
+
+The YAML files under ``conf/`` are merged onto these schemas, so an unknown key or a
+value of the wrong type fails at compose time. Rules that span several keys live in
+:func:`validate`, which raises a one-line :class:`~medft.errors.ConfigError`.
+
+This module must stay light: it is imported by ``--help`` and ``--cfg job``, which
+must not pay for torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from medft.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLES_DIR = PACKAGE_DIR / "samples"
+
+
+def _find_conf_dir() -> Path:
+    """The config tree sits next to the package in a checkout (``conf/``)."""
+    for candidate in (PACKAGE_DIR.parent / "conf", PACKAGE_DIR / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise ConfigError(f"medft config tree not found next to {PACKAGE_DIR}; reinstall with `pip install -e .`")
+
+
+CONF_DIR = _find_conf_dir()
+
+
+# --------------------------------------------------------------------------- enums
+class DType(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Attention(str, Enum):
+    eager = "eager"
+    sdpa = "sdpa"
+    flash_attention_2 = "flash_attention_2"
+
+
+class MethodName(str, Enum):
+    lora = "lora"
+    qlora = "qlora"
+    freeze = "freeze"
+    full = "full"
+
+
+class LoraTarget(str, Enum):
+    """Which of the model's linear layers get adapters (names come from the model spec)."""
+
+    all = "all"
+    attention = "attention"
+    mlp = "mlp"
+
+
+class SourceKind(str, Enum):
+    aihub = "aihub"
+    pubmedqa_ko = "pubmedqa_ko"
+    hira = "hira"
+
+
+class Pairing(str, Enum):
+    first = "first"
+    random = "random"
+    all = "all"
+
+
+class Switch(str, Enum):
+    """A setting that medft chooses per device unless the user pins it."""
+
+    auto = "auto"
+    true = "true"
+    false = "false"
+
+
+class LoggerBackend(str, Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class TinyArchitecture:
+    """A small random Llama built from config, for offline runs and tests."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 344
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    seed: int = 0
+
+
+@dataclass
+class GenerationDefaults:
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.0
+    do_sample: bool = True
+
+
+@dataclass
+class LoraTargets:
+    """The architecture's real module names, per block kind (EXAONE 3.5 differs from Llama)."""
+
+    attention: List[str] = MISSING
+    mlp: List[str] = MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    hub_id: Optional[str] = None
+    revision: Optional[str] = None
+    # A local copy (a folder with config.json and weights); wins over hub_id.
+    path: Optional[str] = None
+    trust_remote_code: bool = False
+    dtype: DType = DType.auto
+    attn_implementation: Attention = Attention.sdpa
+    chat_template: str = MISSING
+    lora_targets: LoraTargets = field(default_factory=LoraTargets)
+    generation: GenerationDefaults = field(default_factory=GenerationDefaults)
+    license: str = ""
+    # Set only for `model=tiny`: build a random model of this shape instead of downloading.
+    tiny: Optional[TinyArchitecture] = None
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class SourceConfig:
+    """One data source. Fields that do not apply to a source's kind are ignored."""
+
+    kind: SourceKind = MISSING
+    path: Optional[str] = None
+    hub_id: Optional[str] = None
+    revision: Optional[str] = None
+    # AI Hub 71762: questions and answers share no id; pair them inside each
+    # category/disease/intention folder with this policy.
+    pairing: Pairing = Pairing.first
+    pairing_cap: int = 3
+    # Keep at most this many training records from this source (None: all).
+    max_records: Optional[int] = None
+    system_prompt: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    sources: Dict[str, SourceConfig] = field(default_factory=dict)
+    system_prompt: Optional[str] = None
+    # Fractions carved from training when a source has no such split of its own.
+    validation_ratio: float = 0.1
+    test_ratio: float = 0.1
+    seed: int = 42
+    # Fail the run when skipped/read of any source exceeds this.
+    max_skip_ratio: float = 0.05
+
+
+# --------------------------------------------------------------------------- method
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target: LoraTarget = LoraTarget.all
+    # Explicit module names; when set, they replace the model spec's names for `target`.
+    target_modules: Optional[List[str]] = None
+    use_rslora: bool = False
+    use_dora: bool = False
+
+
+@dataclass
+class QuantizationSettings:
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: DType = DType.bfloat16
+
+
+@dataclass
+class MethodConfig:
+    name: MethodName = MISSING
+    lora: Optional[LoraSettings] = None
+    quantization: Optional[QuantizationSettings] = None
+    # freeze: how many of the top decoder blocks to train (lm_head is trained with them).
+    trainable_layers: Optional[int] = None
+    train_lm_head: bool = True
+
+
+# --------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    max_steps: int = -1
+    per_device_batch_size: int = 4
+    eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    max_length: int = 1024
+    bf16: Switch = Switch.auto
+    gradient_checkpointing: Switch = Switch.auto
+    logging_steps: int = 5
+    # Evaluate every N optimizer steps (0: once per epoch).
+    eval_steps: int = 0
+    save_strategy: str = "epoch"
+    save_total_limit: int = 2
+    load_best_model_at_end: bool = False
+    dataloader_num_workers: int = 0
+    use_cpu: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    backend: LoggerBackend = LoggerBackend.wandb
+    project: str = "medft"
+    entity: Optional[str] = None
+    # online | offline | disabled; None: WANDB_MODE, else online with an API key, else offline.
+    mode: Optional[str] = None
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RootConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # Set by experiment presets; also the default W&B group.
+    name: Optional[str] = None
+    seed: int = 42
+
+
+def register_schemas() -> None:
+    """Make the schema available to ``conf/train.yaml`` as ``medft_schema``."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="medft_schema", node=RootConfig)
+
+
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("medft"):
+        # ${medft:samples} -> the shipped sample data, wherever the package is installed.
+        places = {"samples": str(SAMPLES_DIR), "package": str(PACKAGE_DIR)}
+        OmegaConf.register_new_resolver("medft", lambda key: places[key])
+
+
+_register_resolvers()
+
+
+# --------------------------------------------------------------------------- rules
+def bitsandbytes_available() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def validate(cfg: DictConfig | Any) -> None:
+    """Cross-field rules: raise one ConfigError naming the key and the fix."""
+    method = cfg.method
+    name = MethodName(method.name)
+    if name in (MethodName.lora, MethodName.qlora) and method.lora is None:
+        raise ConfigError(f"method={name.value} needs method.lora settings; use a method config from conf/method/")
+    if name is MethodName.qlora:
+        if method.quantization is None:
+            raise ConfigError("method=qlora needs method.quantization; use conf/method/qlora.yaml")
+        if not bitsandbytes_available():
+            raise ConfigError(
+                "method=qlora needs 4-bit bitsandbytes, which is not installed here; "
+                "`pip install bitsandbytes` or use method=lora"
+            )
+    if name is not MethodName.qlora and method.quantization is not None:
+        raise ConfigError(f"method.quantization is set but method={name.value} does not quantize; use method=qlora")
+    if name is MethodName.freeze:
+        k = method.trainable_layers
+        if k is None or k < 1:
+            raise ConfigError(f"method.trainable_layers={k} must be a positive number of top decoder blocks to train")
+    elif method.trainable_layers is not None:
+        raise ConfigError(f"method.trainable_layers only applies to method=freeze, not method={name.value}")
+    if cfg.model.hub_id is None and cfg.model.path is None and cfg.model.tiny is None:
+        raise ConfigError(f"model={cfg.model.name} names no weights: set model.hub_id or model.path")
+    if not cfg.data.sources:
+        raise ConfigError("data.sources is empty: pick a data config, e.g. data=sample or data=aihub")
+    for key in ("validation_ratio", "test_ratio"):
+        value = cfg.data[key]
+        if not 0.0 <= value < 0.5:
+            raise ConfigError(f"data.{key}={value} must be in [0, 0.5)")
+    train = cfg.train
+    if train.per_device_batch_size < 1 or train.gradient_accumulation_steps < 1:
+        raise ConfigError("train.per_device_batch_size and train.gradient_accumulation_steps must be >= 1")
+    if train.max_length < 16:
+        raise ConfigError(f"train.max_length={train.max_length} is too short for a chat turn; use >= 16")
+    if train.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate={train.learning_rate} must be > 0")
+    if not 0.0 <= train.warmup_ratio < 1.0:
+        raise ConfigError(f"train.warmup_ratio={train.warmup_ratio} must be in [0, 1)")
+    if train.load_best_model_at_end and train.save_strategy == "no":
+        raise ConfigError("train.load_best_model_at_end=true needs checkpoints; set train.save_strategy=epoch or steps")
+    if cfg.logger.mode not in (None, "online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode={cfg.logger.mode} must be one of online, offline, disabled")
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """The resolved config as plain data (enums as their values)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

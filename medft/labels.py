@@ -1,0 +1,155 @@
+"""Tokenize conversations with the model's chat template and supervise assistant tokens only.
+
+Masks come from the template itself: for each assistant turn, render the conversation
+up to the turn with the generation prompt, and through the turn. The characters in
+between, up to and including the end-of-turn token, are the turn's target. This works
+for any template, including those without ``{% generation %}`` markers (EXAONE 3.5,
+SOLAR), where TRL's ``assistant_only_loss`` cannot be used.
+
+The rendered text is tokenized once with ``add_special_tokens=False`` (the template
+decides about BOS, so it is never doubled), and a token is supervised when its
+character span lies inside a target span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medft.templates import TemplateSpec
+
+IGNORE_INDEX = -100
+
+
+class RowError(ValueError):
+    """A conversation that cannot be turned into a training row (counted, never dropped silently)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class RenderedConversation:
+    text: str
+    # [start, end) character spans that are trained on.
+    targets: list[tuple[int, int]]
+
+
+def _render(tokenizer, messages, add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def render_with_targets(tokenizer, spec: TemplateSpec, messages: list[dict]) -> RenderedConversation:
+    if not messages or messages[-1]["role"] != "assistant":
+        raise RowError("no_final_assistant_turn", "a training conversation must end with an assistant turn")
+    full = _render(tokenizer, messages, add_generation_prompt=False)
+    out: list[str] = []
+    out_len = 0
+    cursor = 0  # position in `full` copied so far
+    targets: list[tuple[int, int]] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = _render(tokenizer, messages[:i], add_generation_prompt=True)
+        through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if not (through.startswith(prompt) and full.startswith(through)):
+            raise RowError("template_not_prefix_preserving", f"turn {i} renders differently in context")
+        turn = through[len(prompt) :]
+        start = out_len + (len(prompt) - cursor)
+        piece = full[cursor : len(through)] + spec.assistant_suffix
+        turn += spec.assistant_suffix
+        eot = turn.rfind(spec.end_of_turn)
+        if eot < 0:
+            raise RowError("end_of_turn_missing", f"turn {i} does not end with {spec.end_of_turn}")
+        out.append(piece)
+        out_len += len(piece)
+        cursor = len(through)
+        end = start + eot + len(spec.end_of_turn)
+        if end <= start + len(spec.end_of_turn) and not message["content"].strip():
+            raise RowError("empty_assistant_turn", f"turn {i} has no content")
+        targets.append((start, end))
+    out.append(full[cursor:])
+    return RenderedConversation("".join(out), targets)
+
+
+def tokenize_rendered(tokenizer, rendered: RenderedConversation) -> dict:
+    enc = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    spans = rendered.targets
+    for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+        inside = any(s <= start and end <= e and end > start for s, e in spans)
+        labels.append(token_id if inside else IGNORE_INDEX)
+    return {"input_ids": list(enc["input_ids"]), "labels": labels}
+
+
+def _shorten(messages: list[dict], overflow_tokens: int, total_tokens: int) -> list[dict] | None:
+    """Cut the longest user message from its end by about the overflow (never an answer)."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users:
+        return None
+    i = max(users, key=lambda j: len(messages[j]["content"]))
+    content = messages[i]["content"]
+    chars_per_token = max(len(content) / max(total_tokens, 1), 0.25)
+    cut = int(overflow_tokens * chars_per_token * 1.1) + 8
+    if cut >= len(content) - 16:
+        return None
+    shortened = [dict(m) for m in messages]
+    shortened[i]["content"] = content[: len(content) - cut].rstrip() + " …"
+    return shortened
+
+
+def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_length: int) -> dict:
+    """input_ids + labels for one conversation, shortening user context to fit max_length."""
+    current = [{"role": m["role"], "content": m["content"]} for m in messages]
+    truncated = False
+    for _ in range(8):
+        example = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, current))
+        length = len(example["input_ids"])
+        if length <= max_length:
+            break
+        current = _shorten(current, length - max_length, length)
+        if current is None:
+            raise RowError("too_long", f"{length} tokens > train.max_length={max_length} even with the context cut")
+        truncated = True
+    else:
+        raise RowError("too_long", f"does not fit train.max_length={max_length}")
+    supervised = sum(1 for label in example["labels"] if label != IGNORE_INDEX)
+    if supervised == 0:
+        raise RowError("no_supervised_tokens", "no assistant token is trained")
+    example["num_supervised"] = supervised
+    example["truncated"] = truncated
+    return example
+
+
+def tokenize_splits(datasets, tokenizer, spec: TemplateSpec, max_length: int, progress: bool = True):
+    """Tokenize every split; rows that cannot be trained on are counted by reason, not lost.
+
+    Returns the tokenized DatasetDict (columns ``input_ids``, ``labels``, ``id``) and a
+    report ``{split: {rows, kept, truncated, supervised_tokens, skipped: {reason: {count, examples}}}}``.
+    """
+    from datasets import Dataset, DatasetDict
+    from tqdm.auto import tqdm
+
+    out, report = {}, {}
+    for split, rows in datasets.items():
+        kept = {"id": [], "input_ids": [], "labels": []}
+        stats = {"rows": len(rows), "kept": 0, "truncated": 0, "supervised_tokens": 0, "tokens": 0, "skipped": {}}
+        for row in tqdm(rows, desc=f"tokenizing {split}", disable=not progress, leave=False):
+            try:
+                example = build_example(tokenizer, spec, row["messages"], max_length)
+            except RowError as err:
+                entry = stats["skipped"].setdefault(err.reason, {"count": 0, "examples": []})
+                entry["count"] += 1
+                if len(entry["examples"]) < 3:
+                    entry["examples"].append(row["id"])
+                continue
+            kept["id"].append(row["id"])
+            kept["input_ids"].append(example["input_ids"])
+            kept["labels"].append(example["labels"])
+            stats["kept"] += 1
+            stats["truncated"] += int(example["truncated"])
+            stats["supervised_tokens"] += example["num_supervised"]
+            stats["tokens"] += len(example["input_ids"])
+        out[split] = Dataset.from_dict(kept)
+        report[split] = stats
+    return DatasetDict(out), report

@@ -1,0 +1,165 @@
+"""Load a model and its tokenizer from a model spec (``cfg.model``).
+
+One path for every model: the tiny model is first written to a local checkpoint and
+then loaded like a real one. The tokenizer always gets medft's copy of the model's
+chat template, so training and inference render conversations identically.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medft.config import DType, MethodName
+from medft.errors import ConfigError
+from medft.templates import get_spec, load_template
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights come from, as from_pretrained wants it."""
+
+    location: str
+    revision: str | None
+    trust_remote_code: bool
+    is_local: bool
+
+    def describe(self) -> str:
+        return self.location if self.is_local else f"{self.location}@{self.revision or 'main'}"
+
+
+def resolve_source(model_cfg) -> WeightsSource:
+    if model_cfg.tiny is not None and model_cfg.path is None:
+        from omegaconf import OmegaConf
+
+        from medft.tiny import materialize
+
+        arch = OmegaConf.to_container(model_cfg.tiny) if not isinstance(model_cfg.tiny, dict) else model_cfg.tiny
+        return WeightsSource(str(materialize(arch)), None, False, True)
+    if model_cfg.path is not None:
+        path = Path(model_cfg.path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"model.path={model_cfg.path} has no config.json; point it at a folder holding a downloaded copy "
+                f"of {model_cfg.hub_id or 'the model'} (config.json, tokenizer and safetensors weights)"
+            )
+        return WeightsSource(str(path), None, bool(model_cfg.trust_remote_code), True)
+    return WeightsSource(model_cfg.hub_id, model_cfg.revision, bool(model_cfg.trust_remote_code), False)
+
+
+def _unreachable(model_cfg, source: WeightsSource, err: Exception) -> ConfigError:
+    return ConfigError(
+        f"model={model_cfg.name}: cannot load {source.describe()} ({type(err).__name__}); "
+        f"without network access download it elsewhere and set model.path=/path/to/local/copy"
+    )
+
+
+def load_tokenizer(model_cfg, source: WeightsSource | None = None):
+    """The model's tokenizer with medft's chat template and explicit pad/eos tokens."""
+    from transformers import AutoTokenizer
+
+    source = source or resolve_source(model_cfg)
+    spec = get_spec(model_cfg.chat_template)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.location, revision=source.revision, trust_remote_code=source.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise _unreachable(model_cfg, source, err) from err
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in (spec.end_of_turn, *spec.special_tokens) if t not in vocab]
+    if missing:
+        raise ConfigError(
+            f"model.chat_template={spec.name} uses tokens the tokenizer of model={model_cfg.name} lacks: "
+            f"{', '.join(missing)}; pick the template that belongs to this model"
+        )
+    tokenizer.chat_template = load_template(spec.name)
+    tokenizer.eos_token = spec.end_of_turn
+    if spec.renders_bos and spec.bos_token in vocab:
+        tokenizer.bos_token = spec.bos_token
+    if tokenizer.pad_token is None:
+        if spec.pad_token and spec.pad_token in vocab:
+            tokenizer.pad_token = spec.pad_token
+        else:
+            raise ConfigError(f"model={model_cfg.name} has no pad token and template {spec.name} names none")
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def torch_dtype(name: DType | str, device: str):
+    import torch
+
+    name = DType(getattr(name, "value", name))
+    if name is DType.auto:
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name.value)
+
+
+def quantization_config(method_cfg):
+    """4-bit NF4 (QLoRA) settings for bitsandbytes; None for methods that do not quantize."""
+    if MethodName(getattr(method_cfg.name, "value", method_cfg.name)) is not MethodName.qlora:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    q = method_cfg.quantization
+    compute = DType(getattr(q.compute_dtype, "value", q.compute_dtype))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=bool(q.double_quant),
+        bnb_4bit_compute_dtype=getattr(torch, compute.value if compute is not DType.auto else "bfloat16"),
+    )
+
+
+def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None = None) -> Any:
+    """The causal LM, quantized when the method asks for it."""
+    from transformers import AutoModelForCausalLM
+
+    source = source or resolve_source(model_cfg)
+    kwargs: dict[str, Any] = {
+        "revision": source.revision,
+        "trust_remote_code": source.trust_remote_code,
+        "dtype": torch_dtype(model_cfg.dtype, device),
+        "attn_implementation": getattr(model_cfg.attn_implementation, "value", model_cfg.attn_implementation),
+    }
+    quant = quantization_config(method_cfg)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+    except (OSError, ValueError) as err:
+        if "flash_attn" in str(err) or "FlashAttention" in str(err):
+            raise ConfigError(
+                f"model.attn_implementation=flash_attention_2 needs the flash-attn package and a CUDA GPU; "
+                f"use model.attn_implementation=sdpa"
+            ) from err
+        raise _unreachable(model_cfg, source, err) from err
+    if quant is None and device != "cpu":
+        model.to(device)
+    return model
+
+
+def num_decoder_layers(model_cfg, source: WeightsSource | None = None) -> int | None:
+    """Read the layer count from config.json alone (no weights), for early checks."""
+    from transformers import AutoConfig
+
+    source = source or resolve_source(model_cfg)
+    try:
+        config = AutoConfig.from_pretrained(
+            source.location, revision=source.revision, trust_remote_code=source.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise _unreachable(model_cfg, source, err) from err
+    for key in ("num_hidden_layers", "num_layers", "n_layer"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None

@@ -1,0 +1,183 @@
+"""One SFT job, start to finish: the body of ``python -m medft.train``.
+
+compose (done by Hydra) -> validate -> check the model is reachable -> load data ->
+load model + tokenizer -> apply method -> tokenize with assistant-only labels ->
+evaluate at step 0 -> train -> evaluate -> save safetensors -> write the run dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from medft import rundir
+from medft.config import MethodName, to_container, validate
+from medft.errors import ConfigError, DataError
+
+log = logging.getLogger("medft")
+
+
+@dataclass
+class JobInfo:
+    """What Hydra knows about this job, passed in so the pipeline runs without Hydra too."""
+
+    run_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    sweep_dir: Path | None = None
+
+
+def default_group(cfg: DictConfig, job: JobInfo) -> str:
+    if cfg.logger.group:
+        return cfg.logger.group
+    if job.sweep_dir is not None:
+        prefix = f"{cfg.name}-" if cfg.name else ""
+        return f"{prefix}sweep-{job.sweep_dir.name}"
+    return cfg.name or f"{cfg.model.name}-{cfg.data.name}-{cfg.method.name.value}"
+
+
+def _check_model_early(cfg: DictConfig):
+    """Fail before loading data when the weights are unreachable or the method cannot fit."""
+    from medft.models import num_decoder_layers, resolve_source
+
+    source = resolve_source(cfg.model)
+    layers = num_decoder_layers(cfg.model, source)
+    k = cfg.method.trainable_layers
+    if MethodName(cfg.method.name) is MethodName.freeze and layers is not None and k > layers:
+        raise ConfigError(
+            f"method.trainable_layers={k} but model={cfg.model.name} has {layers} decoder blocks; choose 1..{layers}"
+        )
+    return source
+
+
+def _check_skip_ratio(label_report: dict, max_ratio: float) -> None:
+    for split, stats in label_report.items():
+        skipped = sum(entry["count"] for entry in stats["skipped"].values())
+        if stats["rows"] and skipped / stats["rows"] > max_ratio:
+            reasons = ", ".join(f"{r}={e['count']} (e.g. {e['examples'][0]})" for r, e in stats["skipped"].items())
+            raise DataError(
+                f"{skipped}/{stats['rows']} {split} rows cannot be trained on ({reasons}); "
+                f"above data.max_skip_ratio={max_ratio}: see data_report.json"
+            )
+        if split == "train" and stats["kept"] == 0:
+            raise DataError("no training rows left after tokenization; see data_report.json")
+
+
+def _final_value(history: list[dict], key: str) -> float | None:
+    values = [h[key] for h in history if key in h]
+    return values[-1] if values else None
+
+
+def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
+    """Train one job and return its metrics (also written to metrics.json)."""
+    validate(cfg)
+    started = time.time()
+    run_dir = job.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = to_container(cfg)
+    OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.resolved.yaml")
+
+    source = _check_model_early(cfg)
+
+    from medft.data import load_datasets
+
+    datasets, data_report = load_datasets(cfg.data)
+
+    import torch
+    from transformers import set_seed
+
+    from medft import labels, methods, models, tracking, trainer as trainer_lib
+    from medft.templates import get_spec
+
+    set_seed(cfg.seed)
+    device = trainer_lib.device_kind()
+    tokenizer = models.load_tokenizer(cfg.model, source)
+    spec = get_spec(cfg.model.chat_template)
+    tokenized, label_report = labels.tokenize_splits(datasets, tokenizer, spec, cfg.train.max_length)
+    data_report["tokenization"] = label_report
+    rundir.write_json(run_dir / "data_report.json", data_report)
+    _check_skip_ratio(label_report, cfg.data.max_skip_ratio)
+
+    model = models.load_model(cfg.model, cfg.method, device, source)
+    gc = trainer_lib.use_gradient_checkpointing(cfg, device)
+    model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
+    params = methods.trainable_summary(model)
+    log.info("trainable parameters: %s of %s (%.3f%%)", params["trainable_params"], params["total_params"],
+             params["trainable_percent"])  # fmt: skip
+
+    group = default_group(cfg, job)
+    wandb_run = tracking.start_run(cfg, run_dir, resolved, job.overrides, group)
+    info: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "overrides": job.overrides,
+        "group": group,
+        "device": device,
+        "model_source": source.describe(),
+        "wandb": None if wandb_run is None else {"id": wandb_run.id, "mode": tracking.resolve_mode(cfg.logger.mode),
+                                                 "project": cfg.logger.project},  # fmt: skip
+        "data_fingerprint": data_report.get("fingerprint"),
+        **params,
+    }
+    rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))
+    exit_code = 1
+    try:
+        has_eval = len(tokenized["validation"]) > 0
+        args = trainer_lib.sft_config(cfg, run_dir, device, ["wandb"] if wandb_run else [], has_eval)
+        sft = trainer_lib.build_trainer(
+            model,
+            tokenizer,
+            args,
+            tokenized["train"].remove_columns(["id"]),
+            tokenized["validation"].remove_columns(["id"]) if has_eval else None,
+        )
+        # Step-0 validation loss: the baseline every later number is read against.
+        initial_eval = sft.evaluate() if has_eval else None
+        train_output = sft.train()
+        final_eval = sft.evaluate() if has_eval else {}
+        history = list(sft.state.log_history)
+
+        artifact_dir = _save(sft, model, tokenizer, cfg, run_dir)
+        metrics = {
+            "train_loss": _final_value(sft.state.log_history, "loss"),
+            "train_loss_first": next((h["loss"] for h in sft.state.log_history if "loss" in h), None),
+            "train_loss_mean": train_output.training_loss,
+            "eval_loss_initial": None if initial_eval is None else initial_eval["eval_loss"],
+            "eval_loss": final_eval.get("eval_loss"),
+            "eval_perplexity": math.exp(final_eval["eval_loss"]) if "eval_loss" in final_eval else None,
+            "global_step": sft.state.global_step,
+            "epochs": sft.state.epoch,
+            "train_rows": len(tokenized["train"]),
+            "validation_rows": len(tokenized["validation"]),
+            "train_supervised_tokens": label_report["train"]["supervised_tokens"],
+            "runtime_s": round(time.time() - started, 2),
+            "train_runtime_s": train_output.metrics.get("train_runtime"),
+            "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None,
+            "artifact": str(artifact_dir.relative_to(run_dir)),
+            **params,
+        }
+        rundir.write_json(run_dir / "metrics.json", metrics)
+        rundir.write_json(run_dir / "history.json", history)
+        rundir.plot_loss(history, run_dir / "loss.png", f"{group} · {tracking.run_name(job.overrides)}")
+        if wandb_run is not None:
+            wandb_run.summary.update({f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        exit_code = 0
+        return metrics
+    finally:
+        tracking.finish_run(wandb_run, exit_code)
+
+
+def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
+    """Adapters for LoRA/QLoRA, the whole model for freeze/full; safetensors only."""
+    is_adapter = MethodName(cfg.method.name) in (MethodName.lora, MethodName.qlora)
+    target = run_dir / ("adapter" if is_adapter else "model")
+    if is_adapter:
+        model.save_pretrained(target, safe_serialization=True)
+    else:
+        sft.save_model(str(target))
+    tokenizer.save_pretrained(target)
+    return target

@@ -1,0 +1,106 @@
+"""Build TRL's SFTTrainer from the composed config.
+
+medft tokenizes and masks conversations itself (see ``medft.labels``) and hands TRL a
+dataset with ``input_ids`` and ``labels``; TRL then does batching, padding and the
+loss. SFTConfig's own defaults turn bf16 and gradient checkpointing on even on CPU,
+where both slow training down, so both are decided here per device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medft.config import Switch
+
+
+def device_kind() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _switch(value, default: bool) -> bool:
+    value = Switch(getattr(value, "value", value))
+    return default if value is Switch.auto else value is Switch.true
+
+
+def use_bf16(cfg, device: str) -> bool:
+    import torch
+
+    return _switch(cfg.train.bf16, device == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def use_gradient_checkpointing(cfg, device: str) -> bool:
+    # Checkpointing trades compute for memory; on CPU memory is not the constraint.
+    return _switch(cfg.train.gradient_checkpointing, device == "cuda")
+
+
+def sft_config(cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool):
+    from trl import SFTConfig
+
+    t = cfg.train
+    eval_strategy = "no"
+    if has_eval:
+        eval_strategy = "steps" if t.eval_steps > 0 else "epoch"
+    save_strategy = t.save_strategy
+    if t.load_best_model_at_end and has_eval:
+        save_strategy = eval_strategy
+    gc = use_gradient_checkpointing(cfg, device)
+    return SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        # transformers 5 reads a float in [0, 1) as a fraction of all steps.
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else float(t.warmup_ratio),
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        bf16=use_bf16(cfg, device),
+        fp16=False,
+        gradient_checkpointing=gc,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if gc else None,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps if t.eval_steps > 0 else None,
+        save_strategy=save_strategy,
+        save_steps=t.eval_steps if (save_strategy == "steps" and t.eval_steps > 0) else 500,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=bool(t.load_best_model_at_end and has_eval),
+        metric_for_best_model="eval_loss" if t.load_best_model_at_end else None,
+        greater_is_better=False if t.load_best_model_at_end else None,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=device == "cpu" or t.use_cpu,
+        dataloader_num_workers=t.dataloader_num_workers,
+        report_to=report_to,
+        run_name=None,
+        # Rows arrive tokenized with labels; truncation already happened in medft.labels.
+        max_length=t.max_length,
+        packing=False,
+        assistant_only_loss=False,
+        completion_only_loss=None,
+        dataset_num_proc=None,
+        # QLoRA keeps the base frozen in 4 bit; the adapters train in the compute dtype.
+        model_init_kwargs=None,
+        disable_tqdm=False,
+    )
+
+
+def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks=()):
+    from trl import SFTTrainer
+
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )

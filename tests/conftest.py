@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated cache and W&B environment, the composed config, the tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_SECRETS = ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory):
+    """No network, no user W&B settings, a private model cache for the whole session."""
+    root = tmp_path_factory.mktemp("env")
+    saved = {k: os.environ.get(k) for k in (*_SECRETS, "MEDFT_CACHE", "WANDB_DIR", "WANDB_CONFIG_DIR",
+                                              "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "HF_HUB_OFFLINE",
+                                              "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM")}  # fmt: skip
+    for key in _SECRETS:
+        os.environ.pop(key, None)
+    os.environ["MEDFT_CACHE"] = str(root / "medft-cache")
+    for key in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        os.environ[key] = str(root / key.lower())
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def compose_config(overrides: list[str] | None = None):
+    """Compose conf/train.yaml exactly as `python -m medft.train` does."""
+    from hydra import compose, initialize_config_dir
+
+    from medft.config import CONF_DIR, register_schemas
+
+    register_schemas()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("train", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def compose():
+    return compose_config
+
+
+@pytest.fixture(scope="session")
+def tiny_source():
+    from medft.models import resolve_source
+
+    return resolve_source(compose_config().model)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_source):
+    from medft.models import load_tokenizer
+
+    return load_tokenizer(compose_config().model, tiny_source)
+
+
+REPO = Path(__file__).resolve().parent.parent
