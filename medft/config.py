@@ -11,6 +11,7 @@ must not pay for torch or transformers.
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -263,6 +264,14 @@ def _register_resolvers() -> None:
         # ${medft:samples} -> the shipped sample data, wherever the package is installed.
         places = {"samples": str(SAMPLES_DIR), "package": str(PACKAGE_DIR)}
         OmegaConf.register_new_resolver("medft", lambda key: places[key])
+    if not OmegaConf.has_resolver("medft_slug"):
+        # Sweep job folders are named after their overrides; paths in overrides must not nest folders.
+        OmegaConf.register_new_resolver("medft_slug", slug)
+
+
+def slug(text: str, limit: int = 96) -> str:
+    cleaned = re.sub(r"[^\w.,=+-]+", "_", str(text)).strip("_")
+    return cleaned[:limit] or "defaults"
 
 
 _register_resolvers()

@@ -50,6 +50,8 @@ def render_with_targets(tokenizer, spec: TemplateSpec, messages: list[dict]) -> 
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
+        if not message["content"].strip():
+            raise RowError("empty_assistant_turn", f"turn {i} has no content")
         prompt = _render(tokenizer, messages[:i], add_generation_prompt=True)
         through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
         if not (through.startswith(prompt) and full.startswith(through)):
@@ -65,8 +67,6 @@ def render_with_targets(tokenizer, spec: TemplateSpec, messages: list[dict]) -> 
         out_len += len(piece)
         cursor = len(through)
         end = start + eot + len(spec.end_of_turn)
-        if end <= start + len(spec.end_of_turn) and not message["content"].strip():
-            raise RowError("empty_assistant_turn", f"turn {i} has no content")
         targets.append((start, end))
     out.append(full[cursor:])
     return RenderedConversation("".join(out), targets)
@@ -82,37 +82,39 @@ def tokenize_rendered(tokenizer, rendered: RenderedConversation) -> dict:
     return {"input_ids": list(enc["input_ids"]), "labels": labels}
 
 
-def _shorten(messages: list[dict], overflow_tokens: int, total_tokens: int) -> list[dict] | None:
-    """Cut the longest user message from its end by about the overflow (never an answer)."""
-    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
-    if not users:
-        return None
-    i = max(users, key=lambda j: len(messages[j]["content"]))
-    content = messages[i]["content"]
-    chars_per_token = max(len(content) / max(total_tokens, 1), 0.25)
-    cut = int(overflow_tokens * chars_per_token * 1.1) + 8
-    if cut >= len(content) - 16:
-        return None
+def _with_user_content(messages: list[dict], index: int, content: str) -> list[dict]:
     shortened = [dict(m) for m in messages]
-    shortened[i]["content"] = content[: len(content) - cut].rstrip() + " …"
+    shortened[index]["content"] = content
     return shortened
 
 
 def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_length: int) -> dict:
-    """input_ids + labels for one conversation, shortening user context to fit max_length."""
+    """input_ids + labels for one conversation; when it is too long, the longest user message
+    (the context, e.g. PubMedQA abstracts) is cut from its end. Answers are never cut."""
     current = [{"role": m["role"], "content": m["content"]} for m in messages]
+    example = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, current))
     truncated = False
-    for _ in range(8):
-        example = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, current))
-        length = len(example["input_ids"])
-        if length <= max_length:
-            break
-        current = _shorten(current, length - max_length, length)
-        if current is None:
-            raise RowError("too_long", f"{length} tokens > train.max_length={max_length} even with the context cut")
-        truncated = True
-    else:
-        raise RowError("too_long", f"does not fit train.max_length={max_length}")
+    if len(example["input_ids"]) > max_length:
+        users = [i for i, m in enumerate(current) if m["role"] == "user"]
+        if not users:
+            raise RowError("too_long", f"{len(example['input_ids'])} tokens > train.max_length={max_length}")
+        index = max(users, key=lambda j: len(current[j]["content"]))
+        content = current[index]["content"]
+        best = None
+        low, high = 0, len(content) - 1
+        while low <= high:  # longest prefix of the context that fits
+            mid = (low + high) // 2
+            trial = _with_user_content(current, index, content[:mid].rstrip() + " …")
+            candidate = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, trial))
+            if len(candidate["input_ids"]) <= max_length:
+                best, low = candidate, mid + 1
+            else:
+                high = mid - 1
+        if best is None:
+            raise RowError(
+                "too_long", f"the answer alone exceeds train.max_length={max_length} (row not trained on)"
+            )
+        example, truncated = best, True
     supervised = sum(1 for label in example["labels"] if label != IGNORE_INDEX)
     if supervised == 0:
         raise RowError("no_supervised_tokens", "no assistant token is trained")

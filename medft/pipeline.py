@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,15 @@ def _final_value(history: list[dict], key: str) -> float | None:
     return values[-1] if values else None
 
 
+def _quiet_known_warnings() -> None:
+    # TRL still passes `gradient_checkpointing`, which transformers 5 renamed; the warning
+    # is about the libraries' plumbing, not about anything the user can change.
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
+
+
 def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     """Train one job and return its metrics (also written to metrics.json)."""
+    _quiet_known_warnings()
     validate(cfg)
     started = time.time()
     run_dir = job.run_dir

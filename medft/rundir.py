@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -52,10 +53,18 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def command_line() -> str:
+    """How the job was started, as the user would type it (``python -m medft.train ...``)."""
+    entry = Path(sys.argv[0])
+    package = Path(__file__).resolve().parent
+    head = f"python -m medft.{entry.stem}" if entry.resolve().parent == package else f"python {entry.name}"
+    return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
 def manifest(extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": command_line(),
         "git_sha": git_sha(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -43,6 +43,9 @@ def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str
     import wandb
 
     mode = resolve_mode(cfg.logger.mode)
+    # wandb's own console chatter (e.g. "URL not available in offline run" on every save)
+    # drowns the training log; medft prints where the run is instead.
+    os.environ.setdefault("WANDB_SILENT", "true")
     tags = [f"model:{cfg.model.name}", f"data:{cfg.data.name}", f"method:{config['method']['name']}"]
     tags += list(cfg.logger.tags)
     run = wandb.init(
@@ -54,10 +57,11 @@ def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str
         config=config,
         dir=str(run_dir),
         mode=mode,
-        reinit="create_new",
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
     )
     log.info("W&B run %s (%s) in group %s", run.id, mode, cfg.logger.group or group)
+    if mode == "offline":
+        log.info("W&B run saved offline in %s; upload it with: wandb sync %s", run.dir, Path(run.dir).parent)
     return run
 
 
@@ -124,7 +128,9 @@ def read_offline_run(run_path: Path) -> dict[str, Any]:
             for item in record.config.update:
                 result["config"][item.key] = json.loads(item.value_json)
         elif kind == "history":
-            result["history"].append({item.key: json.loads(item.value_json) for item in record.history.item})
+            result["history"].append(
+                {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in record.history.item}
+            )
     return result
 
 
