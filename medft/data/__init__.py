@@ -1,0 +1,150 @@
+"""Data layer: every configured source becomes chat records in one DatasetDict, plus a report.
+
+``load_datasets(cfg.data)`` returns ``(DatasetDict(train, validation, test), report)``. The
+records follow the contract in :mod:`medft.data.records`; the report counts what was read,
+kept and skipped per source and what splitting and the leakage check did. Importing this
+package stays cheap: the loaders and ``datasets`` are imported when used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections import Counter
+from typing import Any
+
+from medft.data.records import unify_meta, with_system
+from medft.data.report import DataReport
+from medft.data.splits import SPLITS, cap_records, carve, ensure_nonempty, resolve_leaks
+from medft.errors import DataError
+
+__all__ = ["SPLITS", "collect_records", "load_datasets", "to_dataset_dict"]
+
+_LOADERS = {"aihub": "medft.data.aihub", "pubmedqa_ko": "medft.data.pubmedqa", "hira": "medft.data.hira"}
+
+
+def _value(x: Any) -> str:
+    """An enum member or a plain string, as its string value."""
+    return str(x.value if hasattr(x, "value") else x)
+
+
+def _kind(name: str, src: Any) -> str:
+    from medft.config import SourceKind
+
+    raw = src.get("kind")
+    try:
+        return SourceKind(_value(raw)).value
+    except ValueError:
+        choices = ", ".join(k.value for k in SourceKind)
+        raise DataError(f"data.sources.{name}.kind={_value(raw)} is not a known source kind; use one of {choices}") from None
+
+
+def fingerprint(splits: dict[str, list[dict]]) -> str:
+    """A content hash of the final records, for the run manifest and cache keys."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        digest.update(split.encode())
+        for record in splits[split]:
+            digest.update(json.dumps(record, ensure_ascii=False, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progress: bool) -> dict[str, list[dict]]:
+    kind = _kind(name, src)
+    module = importlib.import_module(_LOADERS[kind])
+    sreport = report.add_source(name, kind, src.get("path") or src.get("hub_id"))
+    seed = int(data_cfg.get("seed", 42))
+    by_split = module.load(name, src, seed=seed, report=sreport, progress=progress)
+    sreport.kept = sum(len(v) for v in by_split.values())
+    sreport.check(float(data_cfg.get("max_skip_ratio", 0.05)))
+    if not sreport.kept:
+        raise DataError(
+            f"data source '{name}' produced no records from {sreport.path} "
+            f"(read {sreport.read}, skipped {sreport.skipped_total}); check data.sources.{name}.path"
+        )
+    system = src.get("system_prompt") or data_cfg.get("system_prompt")
+    if system:
+        by_split = {s: [with_system(r, system) for r in rs] for s, rs in by_split.items()}
+    by_split, carved = carve(
+        by_split,
+        validation_ratio=float(data_cfg.get("validation_ratio", 0.1)),
+        test_ratio=float(data_cfg.get("test_ratio", 0.1)),
+        seed=seed,
+        stratify=module.STRATIFY,
+        salt=name,
+    )
+    sreport.info.update(carved)
+    limit = src.get("max_records")
+    if limit is not None:
+        before = len(by_split["train"])
+        by_split["train"] = cap_records(by_split["train"], int(limit), seed=seed, stratify=module.STRATIFY, salt=name)
+        sreport.info["max_records"] = {"limit": int(limit), "dropped_from_train": before - len(by_split["train"])}
+    return by_split
+
+
+def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, list[dict]], DataReport]:
+    """Plain-Python records per split and the report; :func:`load_datasets` wraps this in Arrow."""
+    report = DataReport(
+        name=str(data_cfg.get("name")),
+        settings={
+            k: data_cfg.get(k) for k in ("seed", "validation_ratio", "test_ratio", "max_skip_ratio", "system_prompt")
+        },
+    )
+    try:
+        sources = data_cfg.get("sources") or {}
+        if not sources:
+            raise DataError("data.sources is empty: pick a data config, e.g. data=sample or data=aihub")
+        splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
+        for name, src in sources.items():
+            for split, records in _load_source(str(name), src, data_cfg, report, progress).items():
+                splits[split].extend(records)
+        counts = Counter(r["id"] for rs in splits.values() for r in rs)
+        dup = next((i for i, n in counts.items() if n > 1), None)
+        if dup is not None:
+            raise DataError(f"record id {dup} occurs twice; give the data sources distinct names under data.sources")
+        report.leakage = resolve_leaks(splits)
+        report.rebalanced = ensure_nonempty(splits)
+    except DataError as err:
+        err.report = report.to_dict()  # lets `prepare` still write data_report.json
+        raise
+    report.meta_keys = unify_meta(r for rs in splits.values() for r in rs)
+    report.splits = {s: len(splits[s]) for s in SPLITS}
+    for name, sreport in report.sources.items():
+        sreport.splits = {s: sum(r["meta"]["source"] == name for r in splits[s]) for s in SPLITS}
+    report.fingerprint = fingerprint(splits)
+    return splits, report
+
+
+def to_dataset_dict(splits: dict[str, list[dict]], meta_keys: list[str]):
+    """Arrow tables with one explicit schema, so an all-None meta column is still a string."""
+    import datasets
+
+    string = datasets.Value("string")
+    features = datasets.Features(
+        {
+            "id": string,
+            "messages": [{"role": string, "content": string}],
+            "meta": {k: string for k in meta_keys},
+        }
+    )
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                {
+                    "id": [r["id"] for r in splits[split]],
+                    "messages": [r["messages"] for r in splits[split]],
+                    "meta": [r["meta"] for r in splits[split]],
+                },
+                features=features,
+                split=split,
+            )
+            for split in SPLITS
+        }
+    )
+
+
+def load_datasets(data_cfg: Any, *, progress: bool = True) -> tuple[Any, dict]:
+    """``(DatasetDict with train/validation/test, JSON-serialisable report)`` for ``cfg.data``."""
+    splits, report = collect_records(data_cfg, progress=progress)
+    return to_dataset_dict(splits, report.meta_keys), report.to_dict()
