@@ -96,7 +96,7 @@ class TinyArchitecture:
     """A small random Llama built from config, for offline runs and tests."""
 
     hidden_size: int = 128
-    intermediate_size: int = 344
+    intermediate_size: int = 384
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
@@ -295,6 +295,12 @@ def validate(cfg: DictConfig | Any) -> None:
             raise ConfigError(
                 "method=qlora needs 4-bit bitsandbytes, which is not installed here; "
                 "`pip install bitsandbytes` or use method=lora"
+            )
+        tiny = cfg.model.tiny
+        if tiny is not None and (tiny.hidden_size % 64 or tiny.intermediate_size % 64):
+            raise ConfigError(
+                "method=qlora quantizes in blocks of 64: model.tiny.hidden_size and model.tiny.intermediate_size "
+                "must be multiples of 64"
             )
     if name is not MethodName.qlora and method.quantization is not None:
         raise ConfigError(f"method.quantization is set but method={name.value} does not quantize; use method=qlora")

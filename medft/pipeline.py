@@ -147,9 +147,10 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         initial_eval = sft.evaluate() if has_eval else None
         train_output = sft.train()
         final_eval = sft.evaluate() if has_eval else {}
-        history = list(sft.state.log_history)
+        # train() starts a fresh trainer state, so the step-0 evaluation is added back here.
+        history = ([{**initial_eval, "epoch": 0.0, "step": 0}] if initial_eval else []) + list(sft.state.log_history)
 
-        artifact_dir = _save(sft, model, tokenizer, cfg, run_dir)
+        artifact_dir = _save(model, tokenizer, cfg, run_dir)
         metrics = {
             "train_loss": _final_value(sft.state.log_history, "loss"),
             "train_loss_first": next((h["loss"] for h in sft.state.log_history if "loss" in h), None),
@@ -179,13 +180,11 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         tracking.finish_run(wandb_run, exit_code)
 
 
-def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
+def _save(model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
     """Adapters for LoRA/QLoRA, the whole model for freeze/full; safetensors only."""
     is_adapter = MethodName(cfg.method.name) in (MethodName.lora, MethodName.qlora)
     target = run_dir / ("adapter" if is_adapter else "model")
-    if is_adapter:
-        model.save_pretrained(target, safe_serialization=True)
-    else:
-        sft.save_model(str(target))
+    # save_pretrained rather than Trainer.save_model, which also pickles training_args.bin.
+    model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
