@@ -78,6 +78,9 @@ def _quiet_known_warnings() -> None:
     # TRL still passes `gradient_checkpointing`, which transformers 5 renamed; the warning
     # is about the libraries' plumbing, not about anything the user can change.
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
+    # bitsandbytes reports on every import that an optional CPU kernel package is absent;
+    # its fallback is what runs, correctly, so the line is noise in every CPU run.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:

@@ -81,7 +81,9 @@ def sft_config(cfg, run_dir: Path, device: str, report_to: list[str], has_eval: 
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=report_to,
         run_name=None,
-        # Rows arrive tokenized with labels; truncation already happened in medft.labels.
+        # Rows arrive tokenized, labelled and fitted to max_length by medft.labels, so TRL's
+        # own preparation (tokenize, label, truncate, filter) has nothing left to do.
+        dataset_kwargs={"skip_prepare_dataset": True},
         max_length=t.max_length,
         packing=False,
         assistant_only_loss=False,
