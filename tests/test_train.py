@@ -30,10 +30,11 @@ def _cli(*args, env_extra=None, timeout=600, cwd=None):
 
 def test_default_run_offline_demo(tmp_path):
     """`python -m medft.train` with no overrides: run dir printed, loss falls, every run-dir file there."""
-    run_dir = tmp_path / "demo"
-    out = _cli(f"hydra.run.dir={run_dir}")
+    out = _cli(cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"medft: run dir {run_dir}" in out.stdout
+    printed = [line for line in out.stdout.splitlines() if line.startswith("medft: run dir ")]
+    run_dir = Path(printed[0].removeprefix("medft: run dir "))
+    assert run_dir.parent == tmp_path / "outputs" / "runs" and run_dir.name.endswith("_tiny_sample_lora")
     assert "validation loss" in out.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval_loss"] < metrics["eval_loss_initial"]
