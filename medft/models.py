@@ -135,6 +135,13 @@ def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None 
         kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
     try:
         model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+    except (ImportError, RuntimeError, NotImplementedError) as err:
+        if quant is None:
+            raise
+        raise ConfigError(
+            f"method=qlora: 4-bit bitsandbytes cannot run on this machine ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:160]}); use method=lora"
+        ) from err
     except (OSError, ValueError) as err:
         if "flash_attn" in str(err) or "FlashAttention" in str(err):
             raise ConfigError(

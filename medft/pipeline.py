@@ -97,7 +97,12 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
 
     from medft.data import load_datasets
 
-    datasets, data_report = load_datasets(cfg.data)
+    try:
+        datasets, data_report = load_datasets(cfg.data)
+    except DataError as err:
+        if getattr(err, "report", None):  # what was read and skipped before the failure
+            rundir.write_json(run_dir / "data_report.json", err.report)
+        raise
 
     import torch
     from transformers import set_seed

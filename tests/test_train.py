@@ -122,3 +122,20 @@ def test_first_hour_errors_are_one_line(args, fragment, tmp_path):
     errors = [line for line in out.stderr.splitlines() if line.startswith("medft: error:")]
     assert len(errors) == 1 and fragment in errors[0], out.stderr[-2000:]
     assert "Traceback" not in out.stderr
+
+
+def test_bad_data_stops_the_run_with_the_report_written(tmp_path):
+    """Too many broken lines: one line naming the ratio, and data_report.json says which lines."""
+    folder = tmp_path / "hira"
+    folder.mkdir()
+    good = '{"instruction": "본인부담금이란?", "input": "", "output": "환자가 직접 내는 진료비입니다.", "metadata": {}}'
+    (folder / "train.jsonl").write_text("\n".join([good] * 6 + ["{not json", '{"instruction": "x"}']) + "\n")
+    run_dir = tmp_path / "run"
+    out = _cli("data=hira", f"data.sources.hira.path={folder}", f"hydra.run.dir={run_dir}", "logger=none")
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("medft: error:")]
+    assert len(errors) == 1 and "data.max_skip_ratio" in errors[0], out.stderr[-2000:]
+    report = json.loads((run_dir / "data_report.json").read_text())
+    skipped = report["sources"]["hira"]["skipped"]
+    assert sum(entry["count"] for entry in skipped.values()) == 2
+    assert any("train.jsonl:7" in str(entry["examples"]) for entry in skipped.values())
