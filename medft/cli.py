@@ -81,8 +81,49 @@ def _check_key(path: list[str]) -> str | None:
     return None
 
 
+def _typed_skeleton():
+    """The schema with every optional section present, so any valid key can take a value."""
+    from omegaconf import OmegaConf
+
+    from medft.config import LoraSettings, MethodConfig, ModelConfig, QuantizationSettings, TinyArchitecture
+
+    root = RootConfig(
+        model=ModelConfig(tiny=TinyArchitecture()),
+        method=MethodConfig(lora=LoraSettings(), quantization=QuantizationSettings()),
+    )
+    return OmegaConf.structured(root)
+
+
+def _check_value(key: str, raw: str, skeleton) -> str | None:
+    """None when every value the override gives (sweeps included) fits the key's type."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from medft.config import SourceConfig
+
+    try:
+        override = OverridesParser.create().parse_override(f"{key}={raw}")
+    except Exception:  # Hydra reports its own grammar errors
+        return None
+    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    parts = key.split(".")
+    if parts[:2] == ["data", "sources"] and len(parts) > 3 and parts[2] not in skeleton.data.sources:
+        skeleton.data.sources[parts[2]] = SourceConfig()
+    for value in values:
+        if isinstance(value, str) and value.startswith("${"):
+            continue  # an interpolation: resolved later
+        try:
+            OmegaConf.update(skeleton, key, value, merge=True)
+        except OmegaConfBaseException as err:
+            reason = str(err).splitlines()[0]
+            return f"{key}={value}: {reason}"
+    return None
+
+
 def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Raise ConfigError for an unknown group option or config key on the command line."""
+    skeleton = None
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -100,5 +141,9 @@ def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
                 raise ConfigError(f"{key}={option} is not a {key} config; {hint}choose one of: {', '.join(options)}")
             continue
         message = _check_key(key.split("."))
+        if message:
+            raise ConfigError(message)
+        skeleton = skeleton if skeleton is not None else _typed_skeleton()
+        message = _check_value(key, value, skeleton)
         if message:
             raise ConfigError(message)

@@ -114,6 +114,10 @@ def test_schema_rejects_unknown_key_and_wrong_type():
         (["data=[aihub,pubmed]"], "data=pubmed is not a data config"),
         (["train.learning_rat=1e-4"], "train.learning_rat is not a setting of train; did you mean train.learning_rate?"),
         (["method.lora.rank=8"], "method.lora.rank is not a setting of method.lora; valid keys: r, alpha,"),
+        (["train.epochs=three"], "train.epochs=three: Value 'three' of type 'str' could not be converted to Float"),
+        (["method.lora.target=everything"], "expected one of [all, attention, mlp]"),
+        (["-m", "train.learning_rate=1e-4,abc"], "train.learning_rate=abc"),
+        (["data.sources.aihub.pairing=best"], "expected one of [first, random, all]"),
     ],
 )
 def test_override_check_names_key_and_fix(argv, fragment):
@@ -125,6 +129,7 @@ def test_override_check_names_key_and_fix(argv, fragment):
 
 def test_override_check_accepts_valid_overrides():
     check_overrides(["model=exaone_2.4b", "method=lora,freeze", "data=[aihub,hira]", "method.lora.r=8,16",
+                     "train.learning_rate=1e-4", "model.path=null", "method.quantization.compute_dtype=float16",
                      "data.sources.aihub.path=/x", "+extra=1", "hydra.run.dir=/tmp/x", "-m", "experiment=null"])
 
 
