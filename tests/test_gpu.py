@@ -1,0 +1,24 @@
+"""GPU-only paths: run where CUDA is present, reported as skipped elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medft.pipeline import JobInfo, run_training
+
+from conftest import compose_config
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("method", ["qlora", "lora"])
+def test_cuda_run_uses_bf16_and_reports_peak_memory(method, tmp_path):
+    cfg = compose_config([f"method={method}", "model.dtype=auto", "logger=none", "train.max_steps=4",
+                          "train.save_strategy=no"])  # fmt: skip
+    metrics = run_training(cfg, JobInfo(run_dir=tmp_path / method))
+    manifest = json.loads((tmp_path / method / "manifest.json").read_text())
+    assert manifest["device"] == "cuda"
+    assert metrics["peak_memory_gb"] and metrics["peak_memory_gb"] > 0
+    assert metrics["eval_loss"] < metrics["eval_loss_initial"] + 1e-3
