@@ -137,6 +137,13 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         "wandb": None if wandb_run is None else {"id": wandb_run.id, "mode": tracking.resolve_mode(cfg.logger.mode),
                                                  "project": cfg.logger.project},  # fmt: skip
         "data_fingerprint": data_report.get("fingerprint"),
+        "compute": {
+            "bf16": trainer_lib.use_bf16(cfg, device),
+            "gradient_checkpointing": gc,
+            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            "weights_dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
+            "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
+        },
         **params,
     }
     rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))

@@ -19,6 +19,7 @@ def test_cuda_run_uses_bf16_and_reports_peak_memory(method, tmp_path):
                           "train.save_strategy=no"])  # fmt: skip
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / method))
     manifest = json.loads((tmp_path / method / "manifest.json").read_text())
-    assert manifest["device"] == "cuda"
+    assert manifest["device"] == "cuda" and manifest["compute"]["bf16"] is True
+    assert manifest["compute"]["quantized_4bit"] is (method == "qlora")
     assert metrics["peak_memory_gb"] and metrics["peak_memory_gb"] > 0
     assert metrics["eval_loss"] < metrics["eval_loss_initial"] + 1e-3

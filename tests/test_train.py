@@ -46,6 +46,8 @@ def test_default_run_offline_demo(tmp_path):
     assert manifest["command"].startswith("python -m medft.train")
     assert manifest["packages"]["torch"].startswith("2.13.0")
     assert manifest["wandb"]["mode"] == "offline" and manifest["data_fingerprint"]
+    # CPU: bf16 and checkpointing only slow training down, so the defaults turn them off.
+    assert manifest["compute"]["bf16"] is False and manifest["compute"]["gradient_checkpointing"] is False
     history = json.loads((run_dir / "history.json").read_text())
     assert history[0]["step"] == 0 and history[0]["eval_loss"] == metrics["eval_loss_initial"]
     resolved = OmegaConf.load(run_dir / "config.resolved.yaml")
