@@ -7,7 +7,6 @@ chat template, so training and inference render conversations identically.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from medft.config import DType, MethodName
 from medft.errors import ConfigError
 from medft.templates import get_spec, load_template
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,8 +143,8 @@ def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None 
     except (OSError, ValueError) as err:
         if "flash_attn" in str(err) or "FlashAttention" in str(err):
             raise ConfigError(
-                f"model.attn_implementation=flash_attention_2 needs the flash-attn package and a CUDA GPU; "
-                f"use model.attn_implementation=sdpa"
+                "model.attn_implementation=flash_attention_2 needs the flash-attn package and a CUDA GPU; "
+                "use model.attn_implementation=sdpa"
             ) from err
         raise _unreachable(model_cfg, source, err) from err
     if quant is None and device != "cpu":
