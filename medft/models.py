@@ -16,7 +16,6 @@ from medft.errors import ConfigError
 from medft.templates import get_spec, load_template
 
 
-
 @dataclass(frozen=True)
 class WeightsSource:
     """Where the weights come from, as from_pretrained wants it."""
