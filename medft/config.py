@@ -219,6 +219,8 @@ class TrainConfig:
     max_length: int = 1024
     bf16: Switch = Switch.auto
     gradient_checkpointing: Switch = Switch.auto
+    # Padding-free packing of whole rows (best fit); auto: on when the model keeps packed rows apart.
+    packing: Switch = Switch.auto
     logging_steps: int = 5
     # Evaluate every N optimizer steps (0: once per epoch).
     eval_steps: int = 0

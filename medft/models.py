@@ -148,7 +148,23 @@ def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None 
         raise _unreachable(model_cfg, source, err) from err
     if quant is None and device != "cpu":
         model.to(device)
+    if quant is not None and device == "cpu":
+        keep_4bit_layout_trainable(model)
     return model
+
+
+def keep_4bit_layout_trainable(model) -> None:
+    """Stop bitsandbytes from re-laying out 4-bit weights for its CPU inference kernel.
+
+    On CPUs with AVX512-BF16, the first eval-mode forward without grad (the step-0
+    evaluation, any probe) permanently converts each Linear4bit weight to a layout whose
+    kernel (gemv_4bit) has no autograd: every later training step then silently drops the
+    gradient that should flow back through the frozen base layers to earlier adapters.
+    The plain dequantize path is slower for inference but differentiable.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def num_decoder_layers(model_cfg, source: WeightsSource | None = None) -> int | None:

@@ -107,7 +107,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     import torch
     from transformers import set_seed
 
-    from medft import labels, methods, models, tracking, trainer as trainer_lib
+    from medft import labels, methods, models, packing as packing_lib, tracking, trainer as trainer_lib
     from medft.templates import get_spec
 
     set_seed(cfg.seed)
@@ -120,6 +120,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     _check_skip_ratio(label_report, cfg.data.max_skip_ratio)
 
     model = models.load_model(cfg.model, cfg.method, device, source)
+    packing, probe = packing_lib.decide_packing(cfg.train.packing, model, tokenizer, cfg.model.name)
     gc = trainer_lib.use_gradient_checkpointing(cfg, device)
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
     params = methods.trainable_summary(model)
@@ -143,6 +144,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             "attn_implementation": getattr(model.config, "_attn_implementation", None),
             "weights_dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
             "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
+            "packing": packing,
+            "packing_probe_max_logit_diff": None if probe is None else probe.max_abs_diff,
         },
         **params,
     }
@@ -150,13 +153,18 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     exit_code = 1
     try:
         has_eval = len(tokenized["validation"]) > 0
-        args = trainer_lib.sft_config(cfg, run_dir, device, ["wandb"] if wandb_run else [], has_eval)
+        flatten = packing and info["compute"]["attn_implementation"] == "flash_attention_2"
+        args = trainer_lib.sft_config(cfg, run_dir, device, ["wandb"] if wandb_run else [], has_eval, flatten)
+        train_rows = tokenized["train"].remove_columns(["id"])
+        if packing:
+            train_rows = packing_lib.pack_rows(train_rows, cfg.train.max_length)
         sft = trainer_lib.build_trainer(
             model,
             tokenizer,
             args,
-            tokenized["train"].remove_columns(["id"]),
+            train_rows,
             tokenized["validation"].remove_columns(["id"]) if has_eval else None,
+            data_collator=packing_lib.RowPackedCollator(tokenizer.pad_token_id) if packing and not flatten else None,
         )
         # Step-0 validation loss: the baseline every later number is read against.
         initial_eval = sft.evaluate() if has_eval else None

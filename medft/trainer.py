@@ -35,7 +35,9 @@ def use_gradient_checkpointing(cfg, device: str) -> bool:
     return _switch(cfg.train.gradient_checkpointing, device == "cuda")
 
 
-def sft_config(cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool):
+def sft_config(
+    cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool, flatten_packs: bool = False
+):
     from trl import SFTConfig
 
     t = cfg.train
@@ -85,7 +87,11 @@ def sft_config(cfg, run_dir: Path, device: str, report_to: list[str], has_eval: 
         # own preparation (tokenize, label, truncate, filter) has nothing left to do.
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=t.max_length,
-        packing=False,
+        # Rows are packed by medft.packing before they reach TRL. With flash attention TRL's
+        # padding-free collator flattens them for the varlen kernel; otherwise medft's
+        # row-packed collator is passed in (see medft.packing.RowPackedCollator).
+        packing=flatten_packs,
+        packing_strategy="bfd",
         assistant_only_loss=False,
         completion_only_loss=None,
         dataset_num_proc=None,
@@ -95,12 +101,13 @@ def sft_config(cfg, run_dir: Path, device: str, report_to: list[str], has_eval: 
     )
 
 
-def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks=()):
+def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks=(), data_collator=None):
     from trl import SFTTrainer
 
     return SFTTrainer(
         model=model,
         args=args,
+        data_collator=data_collator,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,

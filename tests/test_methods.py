@@ -113,3 +113,32 @@ def test_lora_target_groups_use_the_model_specs_names(target, expected):
     names = set(methods.resolve_lora_targets(exaone.model, exaone.method.lora))
     assert names == ({"q_proj", "k_proj", "v_proj", "out_proj"} if target == "attention" else {"c_fc_0", "c_fc_1", "c_proj"})
     assert MethodName(cfg.method.name) is MethodName.lora
+
+
+def test_qlora_gradients_survive_an_evaluation_on_cpu(tiny_source):
+    """An eval pass (step-0 validation) must not change how later training steps backpropagate
+    through the frozen 4-bit layers: adapter gradients equal those of a model never evaluated."""
+    from medft.models import load_model
+
+    cfg = compose_config(["method=qlora"])
+    ids = torch.tensor([[5, 60, 70, 80, 90, 100, 110, 120]])
+
+    def adapter_grads(evaluate_first: bool):
+        torch.manual_seed(0)
+        model = methods.apply_method(load_model(cfg.model, cfg.method, "cpu", tiny_source), cfg.model, cfg.method)
+        for name, param in model.named_parameters():  # non-zero B so gradients reach every A
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.02)
+        if evaluate_first:
+            model.eval()
+            with torch.no_grad():
+                model(input_ids=ids)
+        model.train()
+        model(input_ids=ids, labels=ids).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    fresh, evaluated = adapter_grads(False), adapter_grads(True)
+    first_layer = [n for n in fresh if ".layers.0." in n and "lora_A" in n]
+    assert first_layer
+    for name in fresh:
+        assert torch.allclose(fresh[name], evaluated[name], atol=1e-6), name
