@@ -77,14 +77,6 @@ class Pairing(str, Enum):
     all = "all"
 
 
-class Switch(str, Enum):
-    """A setting that medft chooses per device unless the user pins it."""
-
-    auto = "auto"
-    true = "true"
-    false = "false"
-
-
 class LoggerBackend(str, Enum):
     wandb = "wandb"
     none = "none"
@@ -217,10 +209,12 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch"
     max_length: int = 1024
-    bf16: Switch = Switch.auto
-    gradient_checkpointing: Switch = Switch.auto
-    # Padding-free packing of whole rows (best fit); auto: on when the model keeps packed rows apart.
-    packing: Switch = Switch.auto
+    # null = auto: medft decides per device (bf16 and checkpointing on for CUDA, off on CPU).
+    bf16: Optional[bool] = None
+    gradient_checkpointing: Optional[bool] = None
+    # Packing of whole rows (best fit) with per-row position ids; null = auto: on when a
+    # probe shows the model keeps packed rows apart.
+    packing: Optional[bool] = None
     logging_steps: int = 5
     # Evaluate every N optimizer steps (0: once per epoch).
     eval_steps: int = 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from medft.config import Switch
 from medft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,15 +57,14 @@ def probe_isolation(model, tokenizer, tolerance: float | None = None) -> Isolati
     return IsolationProbe(diff, tolerance)
 
 
-def decide_packing(setting, model, tokenizer, model_name: str) -> tuple[bool, IsolationProbe | None]:
-    """auto: pack when the probe shows isolation; true: pack, but refuse when rows would leak."""
-    setting = Switch(getattr(setting, "value", setting))
-    if setting is Switch.false:
+def decide_packing(setting: bool | None, model, tokenizer, model_name: str) -> tuple[bool, IsolationProbe | None]:
+    """None (auto): pack when the probe shows isolation; True: pack, but refuse when rows would leak."""
+    if setting is False:
         return False, None
     probe = probe_isolation(model, tokenizer)
     if probe.isolated:
         return True, probe
-    if setting is Switch.true:
+    if setting is True:
         raise ConfigError(
             f"train.packing=true but model={model_name} lets packed rows attend to each other "
             f"(logit difference {probe.max_abs_diff:.3g}); set train.packing=false"

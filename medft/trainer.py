@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medft.config import Switch
 
 
 def device_kind() -> str:
@@ -19,9 +18,8 @@ def device_kind() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _switch(value, default: bool) -> bool:
-    value = Switch(getattr(value, "value", value))
-    return default if value is Switch.auto else value is Switch.true
+def _switch(value: bool | None, default: bool) -> bool:
+    return default if value is None else bool(value)
 
 
 def use_bf16(cfg, device: str) -> bool:

@@ -71,7 +71,7 @@ def test_real_model_specs(model, hub_id, remote, attention):
                                          "method.name": "freeze", "method.trainable_layers": 4,
                                          "method.train_lm_head": True, "train.learning_rate": 1e-5,
                                          "train.warmup_ratio": 0.1, "train.per_device_batch_size": 1,
-                                         "train.bf16": "true", "train.max_grad_norm": 1.0, "train.epochs": 3,
+                                         "train.bf16": True, "train.max_grad_norm": 1.0, "train.epochs": 3,
                                          "train.optim": "adamw_torch", "train.lr_scheduler": "linear"}),
         ("pubmedqa_llama_lora", {"model.name": "llama", "data.name": "pubmedqa_ko", "method.name": "qlora",
                                  "method.lora.r": 16, "method.lora.alpha": 16, "method.lora.dropout": 0.0,
