@@ -74,6 +74,9 @@ def load_tokenizer(model_cfg, source: WeightsSource | None = None):
             f"model.chat_template={spec.name} uses tokens the tokenizer of model={model_cfg.name} lacks: "
             f"{', '.join(missing)}; pick the template that belongs to this model"
         )
+    own = tokenizer.chat_template
+    # Kept for the preflight audit: medft's template must render what the model's own renders.
+    tokenizer.medft_model_template = own.get("default") if isinstance(own, dict) else own
     tokenizer.chat_template = load_template(spec.name)
     tokenizer.eos_token = spec.end_of_turn
     if spec.renders_bos and spec.bos_token in vocab:

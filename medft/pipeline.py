@@ -166,6 +166,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             tokenized["validation"].remove_columns(["id"]) if has_eval else None,
             data_collator=packing_lib.RowPackedCollator(tokenizer.pad_token_id) if packing and not flatten else None,
         )
+        _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
+                   wandb_run)  # fmt: skip
         # Step-0 validation loss: the baseline every later number is read against.
         initial_eval = sft.evaluate() if has_eval else None
         train_output = sft.train()
@@ -201,6 +203,32 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         return metrics
     finally:
         tracking.finish_run(wandb_run, exit_code)
+
+
+def _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, packed_rows, run_dir: Path, wandb_run) -> None:
+    """Audit the training signal before step 0; the summary lands in preflight.json and W&B."""
+    from medft import audit
+
+    try:
+        summary = audit.preflight(
+            rows=tokenized["train"],
+            records=datasets["train"],
+            tokenizer=tokenizer,
+            spec=spec,
+            model_template=getattr(tokenizer, "medft_model_template", None),
+            packed_rows=packed_rows,
+            collator=sft.data_collator,
+            model=model,
+            model_cfg=cfg.model,
+            method_cfg=cfg.method,
+        )
+    except audit.AuditError as err:
+        rundir.write_json(run_dir / "preflight.json", getattr(err, "summary", {}))
+        raise
+    rundir.write_json(run_dir / "preflight.json", summary)
+    log.info("preflight: %s", "; ".join(f"{k}: {v}" for k, v in summary["checks"].items()))
+    if wandb_run is not None:
+        wandb_run.summary.update({f"preflight/{k}": v for k, v in summary["checks"].items()})
 
 
 def _save(model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
