@@ -155,3 +155,9 @@ def tokenize_splits(datasets, tokenizer, spec: TemplateSpec, max_length: int, pr
         out[split] = Dataset.from_dict(kept)
         report[split] = stats
     return DatasetDict(out), report
+
+
+if __name__ == "__main__":  # python -m medft.labels: show what is trained
+    from medft.labels_view import main
+
+    main()
