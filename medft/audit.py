@@ -91,7 +91,8 @@ def check_template(report: AuditReport, records, tokenizer, model_template: str 
         report.passed("template_matches_model", "skipped: the model's tokenizer ships no chat template")
         return
     ours = tokenizer.chat_template
-    for record in list(records)[:TEMPLATE_SAMPLE]:
+    for index in range(min(len(records), TEMPLATE_SAMPLE)):
+        record = records[index]
         messages = record["messages"]
         mine = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=ours)
         theirs = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=model_template)

@@ -73,7 +73,8 @@ def show(argv: list[str]) -> None:
     print(f"model={cfg.model.name} template={spec.name} data={cfg.data.name} split={view['split']} "
           f"max_length={cfg.train.max_length}; supervised tokens are " + ("«marked»" if view["plain"] else
           f"{GREEN}green{RESET}"))  # fmt: skip
-    for row in list(rows)[: view["n"]]:
+    for index in range(min(view["n"], len(rows))):
+        row = rows[index]
         try:
             example = build_example(tokenizer, spec, row["messages"], cfg.train.max_length)
         except RowError as err:
