@@ -105,7 +105,7 @@ def _iter_payloads(data: bytes):
 
 
 def read_offline_run(run_path: Path) -> dict[str, Any]:
-    """Config, tags, group, name and history rows of an offline run folder (or .wandb file)."""
+    """Config, tags, group, name, history rows and summary of an offline run folder (or .wandb file)."""
     import json
 
     from wandb.proto import wandb_internal_pb2
@@ -114,7 +114,9 @@ def read_offline_run(run_path: Path) -> dict[str, Any]:
     files = [run_path] if run_path.suffix == ".wandb" else sorted(run_path.glob("*.wandb"))
     if not files:
         raise FileNotFoundError(f"no .wandb file in {run_path}")
-    result: dict[str, Any] = {"config": {}, "tags": [], "group": None, "name": None, "id": None, "history": []}
+    result: dict[str, Any] = {
+        "config": {}, "tags": [], "group": None, "name": None, "id": None, "history": [], "summary": {},
+    }  # fmt: skip
     for payload in _iter_payloads(files[0].read_bytes()):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
@@ -127,6 +129,9 @@ def read_offline_run(run_path: Path) -> dict[str, Any]:
         elif kind == "config":
             for item in record.config.update:
                 result["config"][item.key] = json.loads(item.value_json)
+        elif kind == "summary":
+            for item in record.summary.update:
+                result["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
         elif kind == "history":
             result["history"].append(
                 {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in record.history.item}

@@ -57,6 +57,10 @@ def test_default_run_offline_demo(tmp_path):
     record = read_offline_run(runs[0])
     assert record["id"] == manifest["wandb"]["id"]
     assert any("eval/loss" in row for row in record["history"])
+    assert record["summary"]["preflight/single_bos"] == "ok"
+    assert manifest["compute"]["packing"] is True, "packing is on in the default run"
+    preflight = json.loads((run_dir / "preflight.json").read_text())
+    assert "restart their positions" in preflight["checks"]["packing_position_ids"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
