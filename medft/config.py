@@ -69,6 +69,7 @@ class SourceKind(str, Enum):
     aihub = "aihub"
     pubmedqa_ko = "pubmedqa_ko"
     hira = "hira"
+    hira_csv = "hira_csv"
 
 
 class Pairing(str, Enum):
@@ -147,7 +148,16 @@ class SourceConfig:
     pairing_cap: int = 3
     # Keep at most this many training records from this source (None: all).
     max_records: Optional[int] = None
+    # Mixtures: this source's share of the training rows relative to the other sources'
+    # weights (None: all of its rows, unweighted). Rows are sampled without replacement.
+    weight: Optional[float] = None
     system_prompt: Optional[str] = None
+    # hira_csv: YAML of question/answer templates per table (None: the shipped ones), and the
+    # number of phrasings generated per table row and measure.
+    templates: Optional[str] = None
+    phrasings: int = 2
+    # Text encoding of CSV input; None detects utf-8-sig, CP949, EUC-KR in that order.
+    encoding: Optional[str] = None
 
 
 @dataclass
@@ -161,6 +171,15 @@ class DataConfig:
     seed: int = 42
     # Fail the run when skipped/read of any source exceeds this.
     max_skip_ratio: float = 0.05
+    # The same normalised question in two splits fails the run unless this is true
+    # (then it is kept in one split, dropped from the others, and counted).
+    allow_leakage: bool = False
+    # Texts longer than this many characters are skipped (counted by reason).
+    max_text_chars: int = 20000
+    # Mask resident registration numbers, phone numbers and e-mail addresses.
+    mask_personal_data: bool = True
+    # Where prepared datasets are cached (None: $MEDFT_CACHE/prepared, ~/.cache/medft/prepared).
+    cache_dir: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- method

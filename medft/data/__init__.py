@@ -21,7 +21,12 @@ from medft.errors import DataError
 
 __all__ = ["SPLITS", "collect_records", "load_datasets", "to_dataset_dict"]
 
-_LOADERS = {"aihub": "medft.data.aihub", "pubmedqa_ko": "medft.data.pubmedqa", "hira": "medft.data.hira"}
+_LOADERS = {
+    "aihub": "medft.data.aihub",
+    "pubmedqa_ko": "medft.data.pubmedqa",
+    "hira": "medft.data.hira",
+    "hira_csv": "medft.data.hira_csv",
+}
 
 
 def _value(x: Any) -> str:
