@@ -414,7 +414,7 @@ def test_splits_are_deterministic_per_seed():
     assert sorted(sum(first.values(), [])) == sorted(sum(other.values(), []))
 
 
-def test_leaked_question_is_dropped_from_train_and_reported(tmp_path):
+def _leaky_hira(tmp_path):
     train = [hira_line(i) for i in range(10)]
     train.append(json.dumps({"instruction": "본인부담상한제란?", "input": "", "output": "훈련 답", "metadata": {}}, ensure_ascii=False))
     test = [json.dumps({"instruction": "본인부담 상한제란 ", "input": "", "output": "평가 답", "metadata": {}}, ensure_ascii=False)]
@@ -422,7 +422,18 @@ def test_leaked_question_is_dropped_from_train_and_reported(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n".join(train), encoding="utf-8")
     (tmp_path / "test.jsonl").write_text("\n".join(test), encoding="utf-8")
     (tmp_path / "val.jsonl").write_text(hira_line(200), encoding="utf-8")
-    splits, report = collect_records(data_cfg({"hira": {"kind": "hira", "path": str(tmp_path)}}), progress=False)
+
+
+def test_leaked_question_fails_the_run_unless_allowed(tmp_path):
+    _leaky_hira(tmp_path)
+    with pytest.raises(DataError, match=r"^1 questions appear in more than one split \(e\.g\. hira/train/11.*data\.allow_leakage=true"):
+        collect_records(data_cfg({"hira": {"kind": "hira", "path": str(tmp_path)}}), progress=False)
+
+
+def test_allowed_leak_is_dropped_from_train_and_reported(tmp_path):
+    _leaky_hira(tmp_path)
+    cfg = data_cfg({"hira": {"kind": "hira", "path": str(tmp_path)}}, allow_leakage=True)
+    splits, report = collect_records(cfg, progress=False)
     assert report.leakage["questions_in_several_splits"] == 1
     assert report.leakage["dropped"] == {"train": 1}
     assert "hira/train/11" in report.leakage["examples"][0]

@@ -14,6 +14,8 @@ import json
 from collections import Counter
 from typing import Any
 
+from medft.data.clean import clean_source
+from medft.data.mixture import apply_weights
 from medft.data.records import unify_meta, with_system
 from medft.data.report import DataReport
 from medft.data.splits import SPLITS, cap_records, carve, ensure_nonempty, resolve_leaks
@@ -55,12 +57,22 @@ def fingerprint(splits: dict[str, list[dict]]) -> str:
     return digest.hexdigest()
 
 
+def seed_of(data_cfg: Any) -> int:
+    return int(data_cfg.get("seed", 42))
+
+
 def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progress: bool) -> dict[str, list[dict]]:
     kind = _kind(name, src)
     module = importlib.import_module(_LOADERS[kind])
     sreport = report.add_source(name, kind, src.get("path") or src.get("hub_id"))
     seed = int(data_cfg.get("seed", 42))
     by_split = module.load(name, src, seed=seed, report=sreport, progress=progress)
+    by_split = clean_source(
+        by_split,
+        sreport,
+        max_chars=int(data_cfg.get("max_text_chars", 20000)),
+        mask=bool(data_cfg.get("mask_personal_data", True)),
+    )
     sreport.kept = sum(len(v) for v in by_split.values())
     sreport.check(float(data_cfg.get("max_skip_ratio", 0.05)))
     if not sreport.kept:
@@ -100,15 +112,27 @@ def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, 
         sources = data_cfg.get("sources") or {}
         if not sources:
             raise DataError("data.sources is empty: pick a data config, e.g. data=sample or data=aihub")
+        per_source = {str(name): _load_source(str(name), src, data_cfg, report, progress)
+                      for name, src in sources.items()}  # fmt: skip
+        mixture = apply_weights(per_source, {str(n): s.get("weight") for n, s in sources.items()}, seed=seed_of(data_cfg))
+        if mixture:
+            report.mixture = mixture
         splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
-        for name, src in sources.items():
-            for split, records in _load_source(str(name), src, data_cfg, report, progress).items():
+        for by_split in per_source.values():
+            for split, records in by_split.items():
                 splits[split].extend(records)
         counts = Counter(r["id"] for rs in splits.values() for r in rs)
         dup = next((i for i, n in counts.items() if n > 1), None)
         if dup is not None:
             raise DataError(f"record id {dup} occurs twice; give the data sources distinct names under data.sources")
         report.leakage = resolve_leaks(splits)
+        leaked = report.leakage["questions_in_several_splits"]
+        if leaked and not data_cfg.get("allow_leakage", False):
+            example = report.leakage["examples"][0]
+            raise DataError(
+                f"{leaked} questions appear in more than one split (e.g. {example}); evaluation would see "
+                "training questions: fix the input or set data.allow_leakage=true to keep each in one split"
+            )
         report.rebalanced = ensure_nonempty(splits)
     except DataError as err:
         err.report = report.to_dict()  # lets `prepare` still write data_report.json

@@ -92,6 +92,7 @@ class DataReport:
     splits: dict[str, int] = field(default_factory=dict)
     leakage: dict[str, Any] = field(default_factory=dict)
     rebalanced: list[dict] = field(default_factory=list)
+    mixture: dict[str, Any] = field(default_factory=dict)
     meta_keys: list[str] = field(default_factory=list)
     fingerprint: str | None = None
 
@@ -111,6 +112,7 @@ class DataReport:
             "splits": dict(self.splits),
             "leakage": dict(self.leakage),
             "rebalanced": list(self.rebalanced),
+            "mixture": dict(self.mixture),
             "meta_keys": list(self.meta_keys),
             "fingerprint": self.fingerprint,
         }
