@@ -134,8 +134,9 @@ def test_bad_data_stops_the_run_with_the_report_written(tmp_path):
     """Too many broken lines: one line naming the ratio, and data_report.json says which lines."""
     folder = tmp_path / "hira"
     folder.mkdir()
-    good = '{"instruction": "본인부담금이란?", "input": "", "output": "환자가 직접 내는 진료비입니다.", "metadata": {}}'
-    (folder / "train.jsonl").write_text("\n".join([good] * 6 + ["{not json", '{"instruction": "x"}']) + "\n")
+    good = [json.dumps({"instruction": f"본인부담금 질문 {i}", "input": "", "output": "환자가 내는 진료비입니다.",
+                        "metadata": {}}, ensure_ascii=False) for i in range(6)]  # fmt: skip
+    (folder / "train.jsonl").write_text("\n".join([*good, "{not json", '{"instruction": "x"}']) + "\n")
     run_dir = tmp_path / "run"
     out = _cli("data=hira", f"data.sources.hira.path={folder}", f"hydra.run.dir={run_dir}", "logger=none")
     assert out.returncode == 2
