@@ -95,10 +95,10 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
 
     source = _check_model_early(cfg)
 
-    from medft.data import load_datasets
+    from medft.data.cache import prepare_data
 
     try:
-        datasets, data_report = load_datasets(cfg.data)
+        datasets, data_report = prepare_data(cfg.data)
     except DataError as err:
         if getattr(err, "report", None):  # what was read and skipped before the failure
             rundir.write_json(run_dir / "data_report.json", err.report)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from medft import methods
 from medft.pipeline import JobInfo, run_training

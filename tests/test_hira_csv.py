@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -394,29 +395,37 @@ def test_hira_csv_module_is_light():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_cli_converts_a_folder_to_jsonl(tmp_path, templates):
+def test_prepare_converts_a_folder_to_jsonl(tmp_path, templates):
+    """`python -m medft.prepare data=hira_csv` writes HIRA JSONL that data=hira reads back."""
     write(tmp_path / "tables" / "상병_2023.csv", table_text(), "cp949")
-    out = tmp_path / "out"
+    run_dir = tmp_path / "run"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medft.data.hira_csv",
-            str(tmp_path / "tables"),
-            str(out),
-            "--templates",
-            str(templates),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    summary = json.loads(result.stdout)
-    assert summary["report"]["skipped"]["missing_value"]["count"] == 4
-    lines = [
-        json.loads(line)
-        for name in ("train.jsonl", "val.jsonl", "test.jsonl")
-        for line in (out / name).open(encoding="utf-8")
-    ]
+        [sys.executable, "-m", "medft.prepare", "data=hira_csv", f"data.sources.hira_csv.path={tmp_path / 'tables'}",
+         f"data.sources.hira_csv.templates={templates}", f"data.cache_dir={tmp_path / 'cache'}",
+         "data.max_skip_ratio=0.5", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((run_dir / "data_report.json").read_text(encoding="utf-8"))
+    assert report["sources"]["hira_csv"]["skipped"]["missing_value"]["count"] == 4
+    out = run_dir / "hira_jsonl" / "hira_csv"
+    lines = [json.loads(line) for name in ("train.jsonl", "val.jsonl", "test.jsonl")
+             for line in (out / name).open(encoding="utf-8")]  # fmt: skip
     assert lines and all(set(line) == {"instruction", "input", "output", "metadata"} for line in lines)
     assert all(line["input"] == "" for line in lines)
+    assert f"data.sources.hira.path={out}" in result.stdout
+
+
+def test_phrasings_of_one_table_cell_share_a_split():
+    from hydra import compose, initialize_config_dir
+
+    from medft.config import CONF_DIR, register_schemas
+    from medft.data import collect_records
+
+    register_schemas()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=["data=hira_csv"])
+    splits, _ = collect_records(cfg.data, progress=False)
+    facts = {s: {(r["meta"]["file"], r["meta"]["row"], r["meta"]["measure"]) for r in rows} for s, rows in splits.items()}
+    assert facts["test"] and facts["validation"]
+    assert not (facts["train"] & facts["test"]) and not (facts["train"] & facts["validation"])

@@ -90,6 +90,7 @@ def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progres
         seed=seed,
         stratify=module.STRATIFY,
         salt=name,
+        group_by=getattr(module, "GROUP_BY", ()),
     )
     sreport.info.update(carved)
     limit = src.get("max_records")

@@ -37,6 +37,9 @@ from medft.data.report import SourceReport
 from medft.errors import DataError
 
 STRATIFY = ("measure",)
+# Every phrasing of one table cell is the same fact: they must land in the same split, or
+# the test split would ask, reworded, what training already answered.
+GROUP_BY = ("file", "row", "measure")
 # EUC-KR is a subset of CP949, so an EUC-KR file is reported as cp949 (same text).
 DETECT_ENCODINGS = ("utf-8-sig", "cp949", "euc-kr")
 MISSING = ("", "-")
@@ -530,49 +533,3 @@ def write_jsonl(records_by_split: Mapping[str, Sequence[Mapping[str, Any]]], out
                 fh.write(json.dumps(to_jsonl_row(record), ensure_ascii=False) + "\n")
         paths[split] = path
     return paths
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m medft.data.hira_csv TABLES OUT_DIR``: tables -> HIRA JSONL with carved splits."""
-    import argparse
-
-    from medft.cli import user_errors
-    from medft.data.splits import carve
-
-    parser = argparse.ArgumentParser(prog="python -m medft.data.hira_csv", description=main.__doc__)
-    parser.add_argument("tables", help="a folder of HIRA statistics CSV files, or one CSV file")
-    parser.add_argument("out_dir", help="where train.jsonl, val.jsonl and test.jsonl are written")
-    parser.add_argument("--templates", default=None, help="templates YAML (default: the shipped one)")
-    parser.add_argument("--phrasings", type=int, default=2)
-    parser.add_argument("--encoding", default=None, help="text encoding (default: detect)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--validation-ratio", type=float, default=0.1)
-    parser.add_argument("--test-ratio", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    with user_errors():
-        src = {"path": args.tables, "templates": args.templates, "phrasings": args.phrasings, "encoding": args.encoding}
-        report = SourceReport(name="hira_csv", kind="hira_csv", path=args.tables)
-        by_split = load("hira_csv", src, seed=args.seed, report=report, progress=False)
-        report.kept = len(by_split["train"])
-        splits, carved = carve(
-            by_split,
-            validation_ratio=args.validation_ratio,
-            test_ratio=args.test_ratio,
-            seed=args.seed,
-            stratify=STRATIFY,
-            salt="hira_csv",
-        )
-        report.info.update(carved)
-        report.splits = {s: len(rs) for s, rs in splits.items()}
-        paths = write_jsonl(splits, Path(args.out_dir))
-        print(
-            json.dumps(
-                {"written": {s: str(p) for s, p in paths.items()}, "report": report.to_dict()},
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
-
-
-if __name__ == "__main__":
-    main()

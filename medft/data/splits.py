@@ -44,10 +44,18 @@ def stratified_order(items: Iterable[tuple[str, str]], seed: int, salt: str = ""
     return [key for _, _, key in positioned]
 
 
-def _group(records: Sequence[dict]) -> dict[str, list[dict]]:
+def group_key(record: dict, group_by: Sequence[str] = ()) -> str:
+    """Records that must share a split: the same question, or (when a source says so) the
+    same underlying fact, e.g. every phrasing generated from one statistics-table cell."""
+    if group_by:
+        return "|".join(str(record["meta"].get(k)) for k in group_by)
+    return question_key(record)
+
+
+def _group(records: Sequence[dict], group_by: Sequence[str] = ()) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for record in records:
-        groups.setdefault(question_key(record), []).append(record)
+        groups.setdefault(group_key(record, group_by), []).append(record)
     return groups
 
 
@@ -70,6 +78,7 @@ def carve(
     seed: int,
     stratify: Sequence[str] = (),
     salt: str = "",
+    group_by: Sequence[str] = (),
 ) -> tuple[dict[str, list[dict]], dict]:
     """Fill the splits a source lacks from its training pool (or its only split).
 
@@ -94,7 +103,7 @@ def carve(
 
     pool = out[pool_name]
     out[pool_name] = []
-    groups = _group(pool)
+    groups = _group(pool, group_by)
     counts = _target_counts(len(groups), targets, {"validation": validation_ratio, "test": test_ratio})
     order = stratified_order(((k, stratum_of(g[0], stratify)) for k, g in groups.items()), seed, salt)
     assignment: dict[str, str] = {}
@@ -104,7 +113,7 @@ def carve(
             assignment[key] = target
         start += counts[target]
     for record in pool:
-        out[assignment.get(question_key(record), "train")].append(record)
+        out[assignment.get(group_key(record, group_by), "train")].append(record)
     carved = {t: len(out[t]) for t in targets}
     return out, {"carved_from": pool_name, "carved": carved, "stratified_by": list(stratify)}
 

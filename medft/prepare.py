@@ -1,0 +1,86 @@
+"""python -m medft.prepare data=<option> [overrides]: the data stage of training, alone.
+
+Same config tree and code path as medft.train: reads, cleans, splits and caches the data,
+writes data_report.json into the run directory and prints a summary table. HIRA
+statistics tables (data=hira_csv) are also written out as HIRA JSONL.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from medft.cli import check_overrides, user_errors
+from medft.config import CONF_DIR, register_schemas
+
+register_schemas()
+
+
+def summary_table(report: dict) -> str:
+    """One line per source: read, kept, skipped (top reasons) and the rows per split."""
+    header = f"{'source':<14} {'kind':<12} {'read':>7} {'kept':>7} {'skipped':>8}  {'train':>7} {'valid':>6} {'test':>6}  top skip reasons"
+    lines = [header, "-" * len(header)]
+    for name, source in report["sources"].items():
+        reasons = sorted(source["skipped"].items(), key=lambda kv: -kv[1]["count"])[:3]
+        top = ", ".join(f"{reason} {entry['count']}" for reason, entry in reasons) or "-"
+        splits = source.get("splits", {})
+        lines.append(
+            f"{name:<14} {source['kind']:<12} {source['read']:>7} {source['kept']:>7} {source['skipped_total']:>8}  "
+            f"{splits.get('train', 0):>7} {splits.get('validation', 0):>6} {splits.get('test', 0):>6}  {top}"
+        )
+    totals = report["splits"]
+    lines.append(f"{'total':<14} {'':<12} {'':>7} {'':>7} {'':>8}  {totals['train']:>7} {totals['validation']:>6} {totals['test']:>6}")
+    return "\n".join(lines)
+
+
+def export_tables(cfg: DictConfig, datasets, run_dir: Path) -> list[Path]:
+    """hira_csv sources become HIRA JSONL (train/val/test) that data=hira can read."""
+    from medft.data.hira_csv import write_jsonl
+
+    written = []
+    for name, source in cfg.data.sources.items():
+        if getattr(source.kind, "value", source.kind) != "hira_csv":
+            continue
+        by_split = {split: [r for r in datasets[split] if r["meta"]["source"] == name] for split in datasets}
+        out = run_dir / "hira_jsonl" / name
+        write_jsonl(by_split, out)
+        written.append(out)
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        from hydra.core.hydra_config import HydraConfig
+
+        from medft import rundir
+        from medft.config import validate
+        from medft.data.cache import prepare_data
+        from medft.errors import DataError
+
+        validate(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            datasets, report = prepare_data(cfg.data)
+        except DataError as err:
+            if getattr(err, "report", None):
+                rundir.write_json(run_dir / "data_report.json", err.report)
+            raise
+        rundir.write_json(run_dir / "data_report.json", report)
+        exported = export_tables(cfg, datasets, run_dir)
+    print(summary_table(report))
+    cache = report["cache"]
+    state = "reused" if cache["hit"] else "written"
+    print(f"medft: cache {state} in {cache['seconds']:.2f} s: {cache['path']}")
+    print(f"medft: data report {run_dir / 'data_report.json'}")
+    for folder in exported:
+        print(f"medft: HIRA JSONL {folder} (use with data=hira data.sources.hira.path={folder})")
+
+
+if __name__ == "__main__":
+    with user_errors():
+        check_overrides(sys.argv[1:])
+    main()

@@ -1,0 +1,57 @@
+"""`python -m medft.prepare`: the data stage alone, its report, and the cache train reuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _prepare(tmp_path, run: str, *args):
+    env = {**os.environ, "MEDFT_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", "medft.prepare", *args, f"hydra.run.dir={tmp_path / run}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out, json.loads((tmp_path / run / "data_report.json").read_text(encoding="utf-8"))
+
+
+def test_prepare_prints_a_summary_and_the_second_run_reuses_the_cache(tmp_path):
+    first_out, first = _prepare(tmp_path, "first", "data=sample")
+    assert "source" in first_out.stdout and "aihub" in first_out.stdout and "total" in first_out.stdout
+    assert first["cache"]["hit"] is False
+    second_out, second = _prepare(tmp_path, "second", "data=sample")
+    assert second["cache"]["hit"] is True and second["cache"]["key"] == first["cache"]["key"]
+    assert "cache reused" in second_out.stdout
+    assert second["cache"]["seconds"] < first["cache"]["seconds"] / 3, (first["cache"], second["cache"])
+    assert second["splits"] == first["splits"] and second["fingerprint"] == first["fingerprint"]
+
+
+def test_a_changed_config_or_input_gets_a_new_cache_entry(tmp_path):
+    _, base = _prepare(tmp_path, "a", "data=sample")
+    _, other_seed = _prepare(tmp_path, "b", "data=sample", "data.seed=7")
+    assert other_seed["cache"]["hit"] is False and other_seed["cache"]["key"] != base["cache"]["key"]
+    folder = tmp_path / "hira"
+    folder.mkdir()
+    rows = [json.dumps({"instruction": f"질문 {i}", "input": "", "output": f"답 {i}", "metadata": {}}, ensure_ascii=False)
+            for i in range(20)]  # fmt: skip
+    (folder / "train.jsonl").write_text("\n".join(rows), encoding="utf-8")
+    _, one = _prepare(tmp_path, "c", "data=hira", f"data.sources.hira.path={folder}")
+    (folder / "train.jsonl").write_text("\n".join(rows[:-1]), encoding="utf-8")
+    _, two = _prepare(tmp_path, "d", "data=hira", f"data.sources.hira.path={folder}")
+    assert two["cache"]["hit"] is False and two["splits"] != one["splits"]
+
+
+def test_train_reuses_what_prepare_cached(tmp_path):
+    from medft.data.cache import prepare_data
+
+    from conftest import compose_config
+
+    cfg = compose_config(["data.cache_dir=" + str(tmp_path / "cache")])
+    _, first = prepare_data(cfg.data, progress=False)
+    datasets, second = prepare_data(cfg.data, progress=False)
+    assert (first["cache"]["hit"], second["cache"]["hit"]) == (False, True)
+    assert len(datasets["train"]) == first["splits"]["train"]
+    assert datasets["train"][0]["messages"][-1]["role"] == "assistant"
