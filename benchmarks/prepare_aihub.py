@@ -137,7 +137,7 @@ def naive(root: str) -> int:
     """What a first script does: walk, json.load every file, pair each question with its folder's first answer."""
     questions: dict[tuple, list[str]] = {}
     answers: dict[tuple, list[str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         parts = os.path.relpath(dirpath, root).split(os.sep)
         if len(parts) != 4 or parts[0] not in ("1.질문", "2.답변"):
             continue
