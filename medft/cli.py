@@ -17,7 +17,7 @@ from pathlib import Path
 from medft.config import CONF_DIR, RootConfig
 from medft.errors import ConfigError, MedftError
 
-GROUPS = ("model", "data", "method", "experiment", "logger")
+GROUPS = ("model", "data", "method", "experiment", "logger", "eval")
 
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:

@@ -78,6 +78,12 @@ class Pairing(str, Enum):
     all = "all"
 
 
+class EvalKind(str, Enum):
+    kormedmcqa = "kormedmcqa"
+    pubmedqa_ko = "pubmedqa_ko"
+    heldout = "heldout"
+
+
 class LoggerBackend(str, Enum):
     wandb = "wandb"
     none = "none"
@@ -242,6 +248,45 @@ class TrainConfig:
     load_best_model_at_end: bool = False
     dataloader_num_workers: int = 0
     use_cpu: bool = False
+    # Benchmarks (conf/eval/ names) scored at the end of training, and every N steps when
+    # eval_benchmarks_every > 0; results go to <run>/eval/ and W&B.
+    eval_benchmarks: List[str] = field(default_factory=list)
+    eval_benchmarks_every: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """A benchmark: where its data comes from and how it is scored."""
+
+    name: str = MISSING
+    kind: EvalKind = MISSING
+    hub_id: Optional[str] = None
+    revision: Optional[str] = None
+    # A local copy (file or folder); wins over hub_id. Offline without one is an error.
+    path: Optional[str] = None
+    # KorMedMCQA configs (doctor, nurse, pharm, dentist).
+    subsets: List[str] = field(default_factory=list)
+    split: str = "test"
+    fewshot: int = 0
+    # Score at most this many items per subset (None: all).
+    limit: Optional[int] = None
+    max_new_tokens: int = 32
+    batch_size: int = 8
+
+
+@dataclass
+class ChatConfig:
+    """Conversation settings shared by medft.chat and medft.serve."""
+
+    system_prompt: Optional[str] = (
+        "당신은 한국어 의료 상담 도우미입니다. 증상이 모호하면 먼저 언제부터, 어디가, 얼마나 심한지 되물어 "
+        "확인하세요. 답변은 일반적인 건강 정보이며, 진단과 치료는 반드시 의사의 확인이 필요하다고 알려 주세요."
+    )
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    host: str = "127.0.0.1"
+    port: int = 7860
 
 
 @dataclass
@@ -265,6 +310,10 @@ class RootConfig:
     # Set by experiment presets; also the default W&B group.
     name: Optional[str] = None
     seed: int = 42
+    # evaluate/export/chat/serve: the training run directory to load.
+    run: Optional[str] = None
+    eval: Optional[EvalConfig] = None
+    chat: ChatConfig = field(default_factory=ChatConfig)
 
 
 def register_schemas() -> None:
