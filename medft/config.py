@@ -290,6 +290,21 @@ class ChatConfig:
 
 
 @dataclass
+class ExportConfig:
+    """medft.export: merge adapters into the base and write a shippable model folder."""
+
+    merge: bool = True
+    # 16-bit for shipping; float32 keeps the merge exact (e.g. to compare with the adapter).
+    dtype: DType = DType.bfloat16
+    # Where to write (None: <run>/merged).
+    output: Optional[str] = None
+    # A hub repo id to upload to; the token comes from HF_TOKEN in the environment only.
+    push_to_hub: Optional[str] = None
+    private: bool = True
+    max_shard_size: str = "5GB"
+
+
+@dataclass
 class LoggerConfig:
     backend: LoggerBackend = LoggerBackend.wandb
     project: str = "medft"
@@ -314,6 +329,7 @@ class RootConfig:
     run: Optional[str] = None
     eval: Optional[EvalConfig] = None
     chat: ChatConfig = field(default_factory=ChatConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 def register_schemas() -> None:

@@ -1,0 +1,114 @@
+"""The README.md shipped with an exported model: what it is, how it was made, how it scored,
+and what it must not be used for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DISCLAIMER = (
+    "이 모델은 의료 정보를 제공하는 연구용 모델이며 의사의 진단, 처방, 치료를 대신하지 않습니다. "
+    "모델의 답변은 틀릴 수 있으므로 건강에 관한 결정은 반드시 의료 전문가와 상의하세요.\n\n"
+    "This model gives general medical information for research. It does not replace diagnosis or "
+    "treatment by a physician; its answers can be wrong, and every health decision must be confirmed "
+    "by a medical professional. It is not a medical device."
+)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows if v not in (None, "", [])]
+    return "\n".join(lines)
+
+
+def render(run_dir: Path, cfg, merged: bool, dtype: str) -> str:
+    """Markdown with a YAML header the hub understands (license, base model, tags)."""
+    model = cfg.model
+    method = cfg.method
+    train = cfg.train
+    metrics = _read_json(run_dir / "metrics.json")
+    report = _read_json(run_dir / "data_report.json")
+    evals = {p.stem: _read_json(p) for p in sorted((run_dir / "eval").glob("*.json"))}
+    base = model.hub_id or model.path or f"medft tiny ({model.name})"
+    license_id = model.license or "other"
+    header = ["---", f"license: {json.dumps(license_id)}", f"base_model: {json.dumps(base)}",
+              "language: [ko]", "pipeline_tag: text-generation",
+              "tags: [medical, korean, medft, " + str(method.name) + "]", "---"]  # fmt: skip
+    lora = method.get("lora") or {}
+    hyper = [
+        ("method", method.name),
+        ("LoRA r / alpha / dropout", f"{lora.get('r')} / {lora.get('alpha')} / {lora.get('dropout')}" if lora else None),
+        ("LoRA targets", lora.get("target_modules") or lora.get("target") if lora else None),
+        ("4-bit base (NF4, double quant)", "yes" if method.get("quantization") else None),
+        ("trainable blocks", method.get("trainable_layers")),
+        ("epochs / max steps", f"{train.epochs} / {train.max_steps}"),
+        ("batch x accumulation", f"{train.per_device_batch_size} x {train.gradient_accumulation_steps}"),
+        ("learning rate / scheduler", f"{train.learning_rate} / {train.lr_scheduler}"),
+        ("max length", train.max_length),
+        ("seed", cfg.seed),
+    ]
+    sources = report.get("sources", {})
+    data_rows = [(name, f"{s.get('kind')}: {s.get('kept')} records kept of {s.get('read')} read")
+                 for name, s in sources.items()]  # fmt: skip
+    data_rows.append(("splits", ", ".join(f"{k} {v}" for k, v in report.get("splits", {}).items())))
+    metric_rows = [
+        ("validation loss (step 0 → end)", f"{metrics.get('eval_loss_initial')} → {metrics.get('eval_loss')}"),
+        ("validation perplexity", metrics.get("eval_perplexity")),
+        ("train loss (last)", metrics.get("train_loss")),
+    ]
+    for name, result in evals.items():
+        score = result.get("score", result.get("summary"))
+        metric_rows.append((f"eval: {name}", json.dumps(score, ensure_ascii=False) if score is not None else "see eval/"))
+    body = [
+        f"# {cfg.name or model.name} — Korean medical QA fine-tune",
+        "",
+        f"Fine-tuned from `{base}`" + (f" (revision `{model.revision}`)" if model.revision else "")
+        + f" with medft ({method.name}). "
+        + ("LoRA adapters are merged into the base weights; " if merged else "")
+        + f"weights are safetensors in {dtype}.",
+        "",
+        f"**Base model licence:** {license_id}. The base model's licence terms apply to this model.",
+        "",
+        "## Intended use",
+        "",
+        "Research on Korean medical question answering and health-information assistants under human "
+        "supervision. Not for diagnosis, triage, prescribing or any use without a qualified clinician.",
+        "",
+        "## Medical disclaimer",
+        "",
+        DISCLAIMER,
+        "",
+        "## Training data",
+        "",
+        _table(data_rows),
+        "",
+        "## Training",
+        "",
+        _table(hyper),
+        "",
+        "## Results",
+        "",
+        _table(metric_rows),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        'tok = AutoTokenizer.from_pretrained("<this folder>")',
+        'model = AutoModelForCausalLM.from_pretrained("<this folder>")',
+        'prompt = tok.apply_chat_template([{"role": "user", "content": "감기에 걸렸을 때 어떻게 하나요?"}],',
+        "                                 tokenize=False, add_generation_prompt=True)",
+        "```",
+        "",
+        f"The tokenizer carries the chat template used in training (`{model.chat_template}`); use it "
+        "as is so the model sees what it was trained on.",
+    ]
+    return "\n".join(header + [""] + body) + "\n"
