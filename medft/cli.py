@@ -85,11 +85,14 @@ def _typed_skeleton():
     """The schema with every optional section present, so any valid key can take a value."""
     from omegaconf import OmegaConf
 
-    from medft.config import LoraSettings, MethodConfig, ModelConfig, QuantizationSettings, TinyArchitecture
+    from medft.config import (
+        EvalConfig, LoraSettings, MethodConfig, ModelConfig, QuantizationSettings, TinyArchitecture,
+    )  # fmt: skip
 
     root = RootConfig(
         model=ModelConfig(tiny=TinyArchitecture()),
         method=MethodConfig(lora=LoraSettings(), quantization=QuantizationSettings()),
+        eval=EvalConfig(),
     )
     return OmegaConf.structured(root)
 

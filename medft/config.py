@@ -272,6 +272,10 @@ class EvalConfig:
     limit: Optional[int] = None
     max_new_tokens: int = 32
     batch_size: int = 8
+    # true: prompts go through the model's chat template, the format a medft run was trained
+    # on (few-shot examples become earlier turns); false: the raw text prompt, as
+    # lm-evaluation-harness sends it by default. Heldout always uses the template.
+    use_chat_template: bool = True
 
 
 @dataclass

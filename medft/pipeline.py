@@ -87,6 +87,10 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     """Train one job and return its metrics (also written to metrics.json)."""
     _quiet_known_warnings()
     validate(cfg)
+    if cfg.train.eval_benchmarks:
+        from medft.evals.settings import check_benchmarks
+
+        check_benchmarks(cfg.train.eval_benchmarks)  # a typo fails now, not after training
     started = time.time()
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +159,12 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         has_eval = len(tokenized["validation"]) > 0
         flatten = packing and info["compute"]["attn_implementation"] == "flash_attention_2"
         args = trainer_lib.sft_config(cfg, run_dir, device, ["wandb"] if wandb_run else [], has_eval, flatten)
+        callbacks = []
+        if cfg.train.eval_benchmarks and cfg.train.eval_benchmarks_every > 0:
+            from medft.evals.runner import benchmark_callback
+
+            callbacks.append(benchmark_callback(cfg, run_dir, list(cfg.train.eval_benchmarks),
+                                                cfg.train.eval_benchmarks_every, wandb_run))  # fmt: skip
         train_rows = tokenized["train"].remove_columns(["id"])
         if packing:
             train_rows = packing_lib.pack_rows(train_rows, cfg.train.max_length)
@@ -164,6 +174,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             args,
             train_rows,
             tokenized["validation"].remove_columns(["id"]) if has_eval else None,
+            callbacks=callbacks,
             data_collator=packing_lib.RowPackedCollator(tokenizer.pad_token_id) if packing and not flatten else None,
         )
         _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
@@ -194,6 +205,12 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             "artifact": str(artifact_dir.relative_to(run_dir)),
             **params,
         }
+        if cfg.train.eval_benchmarks:
+            from medft.evals.runner import run_benchmarks
+            from medft.runs import LoadedModel
+
+            loaded = LoadedModel(cfg, tokenizer, model, run_dir, artifact_dir.name == "adapter")
+            metrics["benchmarks"] = run_benchmarks(loaded, list(cfg.train.eval_benchmarks), run_dir / "eval", wandb_run)
         rundir.write_json(run_dir / "metrics.json", metrics)
         rundir.write_json(run_dir / "history.json", history)
         rundir.plot_loss(history, run_dir / "loss.png", f"{group} · {tracking.run_name(job.overrides)}")
