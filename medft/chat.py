@@ -95,12 +95,9 @@ def loop(session) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="chat")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        from medft.chat_session import ChatSession, check_chat_config, chosen_target, describe, load_model
+        from medft.chat_session import describe, open_session
 
-        check_chat_config(cfg.chat)
-        print(f"medft: loading {chosen_target(cfg)} ...", file=sys.stderr, flush=True)
-        loaded = load_model(cfg)
-        session = ChatSession.from_loaded(loaded, cfg.chat)
+        loaded, session = open_session(cfg)
     try:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:

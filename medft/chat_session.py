@@ -180,3 +180,13 @@ def check_history(history: Any, max_chars: int) -> list[dict]:
     if len(turns) % 2:
         raise ValueError("history must end with an assistant turn")
     return turns
+
+
+def open_session(cfg) -> tuple[Any, ChatSession]:
+    """What chat and serve both do first: check `chat.*`, load the run or model, start a conversation."""
+    import sys
+
+    check_chat_config(cfg.chat)
+    print(f"medft: loading {chosen_target(cfg)} ...", file=sys.stderr, flush=True)
+    loaded = load_model(cfg)
+    return loaded, ChatSession.from_loaded(loaded, cfg.chat)

@@ -232,12 +232,9 @@ def make_server(session, host: str, port: int, info: dict) -> ChatServer:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="serve")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        from medft.chat_session import ChatSession, check_chat_config, chosen_target, describe, load_model
+        from medft.chat_session import describe, open_session
 
-        check_chat_config(cfg.chat)
-        print(f"medft: loading {chosen_target(cfg)} ...", file=sys.stderr, flush=True)
-        loaded = load_model(cfg)
-        session = ChatSession.from_loaded(loaded, cfg.chat)
+        loaded, session = open_session(cfg)
         info = {"model": describe(loaded), "system_prompt": session.system_prompt, "disclaimer": DISCLAIMER}
         server = make_server(session, cfg.chat.host, cfg.chat.port, info)
     if not _is_loopback(cfg.chat.host):
