@@ -80,3 +80,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def wear_template(tokenizer, name: str):
+    """A copy of the tiny tokenizer dressed in one of medft's templates (it carries every
+    template's special tokens), with that template's end-of-turn and BOS."""
+    import copy
+
+    from medft.templates import get_spec, load_template
+
+    spec = get_spec(name)
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = load_template(spec.name)
+    tok.eos_token = spec.end_of_turn
+    if spec.renders_bos:
+        tok.bos_token = spec.bos_token
+    return tok, spec

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import wear_template
+
 from medft.labels import IGNORE_INDEX, RowError, build_example
-from medft.templates import TEMPLATES, get_spec, load_template
+from medft.templates import TEMPLATES, get_spec
 
 MULTI_TURN = [
     {"role": "system", "content": "당신은 친절한 의료 상담 도우미입니다."},
@@ -19,15 +21,7 @@ MULTI_TURN = [
 @pytest.fixture(params=sorted(TEMPLATES))
 def templated(request, tiny_tokenizer):
     """The tiny tokenizer carries every template's special tokens, so it can wear each template."""
-    import copy
-
-    spec = get_spec(request.param)
-    tok = copy.deepcopy(tiny_tokenizer)
-    tok.chat_template = load_template(spec.name)
-    tok.eos_token = spec.end_of_turn
-    if spec.renders_bos:
-        tok.bos_token = spec.bos_token
-    return tok, spec
+    return wear_template(tiny_tokenizer, request.param)
 
 
 def _supervised_runs(tok, example):

@@ -3,7 +3,6 @@ label mask of every token is the one the format prescribes."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import jinja2
@@ -12,7 +11,9 @@ import trl
 
 from medft.labels import build_example
 from medft.labels_view import render_row
-from medft.templates import get_spec, load_template
+from medft.templates import load_template
+
+from conftest import wear_template
 
 # The official templates, as the models' tokenizer_config.json carry them.
 OFFICIAL = {
@@ -83,13 +84,7 @@ def expected_view(name: str, messages) -> str:
 
 @pytest.fixture(params=sorted(OFFICIAL))
 def wearing(request, tiny_tokenizer):
-    spec = get_spec(request.param)
-    tok = copy.deepcopy(tiny_tokenizer)
-    tok.chat_template = load_template(spec.name)
-    tok.eos_token = spec.end_of_turn
-    if spec.renders_bos:
-        tok.bos_token = spec.bos_token
-    return tok, spec
+    return wear_template(tiny_tokenizer, request.param)
 
 
 def test_shipped_templates_are_the_official_text():
