@@ -87,8 +87,13 @@ def show(argv: list[str]) -> None:
 
 
 def main() -> None:
-    with user_errors():
-        show(sys.argv[1:])
+    try:
+        with user_errors():
+            show(sys.argv[1:])
+    except BrokenPipeError:  # `... | head`: the reader has seen enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -44,3 +44,13 @@ def test_colour_mode_marks_the_same_tokens(tiny_tokenizer):
     example["labels"] = [-100, *example["input_ids"][1:]]
     assert render_row(tiny_tokenizer, example, plain=True) == "가«나다»"
     assert render_row(tiny_tokenizer, example, plain=False) == "\x1b[2m가\x1b[1;32m나다\x1b[0m"
+
+
+def test_output_piped_into_a_short_reader_ends_quietly():
+    """`python -m medft.labels | head -3` must not end in a BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "medft.labels", "n=20", "plain=true"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0 and "Traceback" not in stderr, stderr[-1500:]
