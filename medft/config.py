@@ -244,6 +244,9 @@ class TrainConfig:
     # Evaluate every N optimizer steps (0: once per epoch).
     eval_steps: int = 0
     save_strategy: str = "epoch"
+    # Checkpoint every N optimizer steps (0: as save_strategy says). Checkpoints are what
+    # resume=auto continues from after a crash; SIGTERM always writes one.
+    save_steps: int = 0
     save_total_limit: int = 2
     load_best_model_at_end: bool = False
     dataloader_num_workers: int = 0
@@ -319,6 +322,29 @@ class LoggerConfig:
     tags: List[str] = field(default_factory=list)
 
 
+class Strategy(str, Enum):
+    ddp = "ddp"
+    fsdp = "fsdp"
+    deepspeed_zero2 = "deepspeed_zero2"
+    deepspeed_zero3 = "deepspeed_zero3"
+
+
+@dataclass
+class LauncherConfig:
+    """Workers per job. N > 1: medft freezes the config and starts torchrun itself."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    # Multi-node rendezvous: host:port of node 0 (all nodes pass the same value).
+    rdzv_endpoint: Optional[str] = None
+    # ddp: torchrun + DistributedDataParallel. The others go through `accelerate launch`
+    # with the matching file in conf/accelerate/.
+    strategy: Strategy = Strategy.ddp
+    # Your own accelerate config file instead of the shipped one for `strategy`.
+    accelerate_config: Optional[str] = None
+
+
 @dataclass
 class RootConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -334,6 +360,12 @@ class RootConfig:
     eval: Optional[EvalConfig] = None
     chat: ChatConfig = field(default_factory=ChatConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    # auto: continue the latest complete checkpoint (of the newest unfinished run with the
+    # same overrides, or of each job's dir in a sweep); or a run dir / checkpoint path.
+    resume: Optional[str] = None
+    # The metrics.json key (dotted for nested) that train returns and sweeps optimise.
+    objective: str = "eval_loss"
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
 
 def register_schemas() -> None:
@@ -413,6 +445,13 @@ def validate(cfg: DictConfig | Any) -> None:
         raise ConfigError(f"train.warmup_ratio={train.warmup_ratio} must be in [0, 1)")
     if train.load_best_model_at_end and train.save_strategy == "no":
         raise ConfigError("train.load_best_model_at_end=true needs checkpoints; set train.save_strategy=epoch or steps")
+    if train.save_steps < 0:
+        raise ConfigError(f"train.save_steps={train.save_steps} must be >= 0 (0: save as train.save_strategy says)")
+    launcher = cfg.get("launcher")
+    if launcher is not None and (launcher.nproc_per_node < 1 or launcher.nnodes < 1):
+        raise ConfigError("launcher.nproc_per_node and launcher.nnodes must be >= 1")
+    if launcher is not None and launcher.nnodes > 1 and not launcher.rdzv_endpoint:
+        raise ConfigError("launcher.nnodes > 1 needs launcher.rdzv_endpoint=<node-0 host>:<port> on every node")
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={cfg.logger.mode} must be one of online, offline, disabled")
 

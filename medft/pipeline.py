@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medft import rundir
+from medft.distributed import is_main_process
 from medft.config import MethodName, to_container, validate
 from medft.errors import ConfigError, DataError
 
@@ -87,6 +88,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     """Train one job and return its metrics (also written to metrics.json)."""
     _quiet_known_warnings()
     validate(cfg)
+    check_objective(cfg)
     if cfg.train.eval_benchmarks:
         from medft.evals.settings import check_benchmarks
 
@@ -95,7 +97,13 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = to_container(cfg)
-    OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.resolved.yaml")
+    previous = _previous_run(cfg, run_dir, resolved)
+    if previous.get("finished"):
+        log.info("resume: %s already finished; its metrics are returned as they are", run_dir)
+        return previous["metrics"]
+    main = is_main_process()  # with several workers, rank 0 alone writes files and logs to W&B
+    if main:
+        OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.resolved.yaml")
 
     source = _check_model_early(cfg)
 
@@ -104,14 +112,14 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     try:
         datasets, data_report = prepare_data(cfg.data)
     except DataError as err:
-        if getattr(err, "report", None):  # what was read and skipped before the failure
+        if getattr(err, "report", None) and main:  # what was read and skipped before the failure
             rundir.write_json(run_dir / "data_report.json", err.report)
         raise
 
     import torch
     from transformers import set_seed
 
-    from medft import labels, methods, models, packing as packing_lib, tracking, trainer as trainer_lib
+    from medft import checkpoints, labels, methods, models, packing as packing_lib, tracking, trainer as trainer_lib
     from medft.templates import get_spec
 
     set_seed(cfg.seed)
@@ -120,7 +128,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     spec = get_spec(cfg.model.chat_template)
     tokenized, label_report = labels.tokenize_splits(datasets, tokenizer, spec, cfg.train.max_length)
     data_report["tokenization"] = label_report
-    rundir.write_json(run_dir / "data_report.json", data_report)
+    if main:
+        rundir.write_json(run_dir / "data_report.json", data_report)
     _check_skip_ratio(label_report, cfg.data.max_skip_ratio)
 
     model = models.load_model(cfg.model, cfg.method, device, source)
@@ -132,7 +141,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
              params["trainable_percent"])  # fmt: skip
 
     group = default_group(cfg, job)
-    wandb_run = tracking.start_run(cfg, run_dir, resolved, job.overrides, group)
+    wandb_run = tracking.start_run(cfg, run_dir, resolved, job.overrides, group, run_id=previous.get("wandb_id")) if main else None
     info: dict[str, Any] = {
         "run_dir": str(run_dir),
         "overrides": job.overrides,
@@ -142,6 +151,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         "wandb": None if wandb_run is None else {"id": wandb_run.id, "mode": tracking.resolve_mode(cfg.logger.mode),
                                                  "project": cfg.logger.project},  # fmt: skip
         "data_fingerprint": data_report.get("fingerprint"),
+        "resumed_from": None if previous.get("checkpoint") is None else str(previous["checkpoint"]),
         "compute": {
             "bf16": trainer_lib.use_bf16(cfg, device),
             "gradient_checkpointing": gc,
@@ -153,13 +163,16 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         },
         **params,
     }
-    rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))
+    if main:
+        rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))
     exit_code = 1
     try:
         has_eval = len(tokenized["validation"]) > 0
         flatten = packing and info["compute"]["attn_implementation"] == "flash_attention_2"
-        args = trainer_lib.sft_config(cfg, run_dir, device, ["wandb"] if wandb_run else [], has_eval, flatten)
-        callbacks = []
+        report_to = ["wandb"] if wandb_run or (not main and getattr(cfg.logger.backend, "value", cfg.logger.backend) != "none") else []
+        args = trainer_lib.sft_config(cfg, run_dir, device, report_to, has_eval, flatten)
+        callbacks = checkpoints.callbacks(run_dir)
+        stopper = callbacks[-1]
         if cfg.train.eval_benchmarks and cfg.train.eval_benchmarks_every > 0:
             from medft.evals.runner import benchmark_callback
 
@@ -179,14 +192,26 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         )
         _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
                    wandb_run)  # fmt: skip
-        # Step-0 validation loss: the baseline every later number is read against.
-        initial_eval = sft.evaluate() if has_eval else None
-        train_output = sft.train()
+        # Step-0 validation loss: the baseline every later number is read against. A resumed
+        # run reads it back instead: its model is no longer at step 0.
+        checkpoint = previous.get("checkpoint")
+        if checkpoint is not None:
+            step0 = run_dir / "eval_step0.json"
+            initial_eval = rundir.read_json(step0) if step0.is_file() else None
+            log.info("resume: continuing from %s", checkpoint)
+        else:
+            initial_eval = sft.evaluate() if has_eval else None
+            if main:
+                rundir.write_json(run_dir / "eval_step0.json", initial_eval)
+        with checkpoints.checkpoint_on_sigterm(stopper):
+            train_output = sft.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
+        if stopper.stopped_at is not None:
+            raise checkpoints.Preempted(stopper.stopped_at, checkpoints.latest_complete(run_dir / "checkpoints"))
         final_eval = sft.evaluate() if has_eval else {}
         # train() starts a fresh trainer state, so the step-0 evaluation is added back here.
         history = ([{**initial_eval, "epoch": 0.0, "step": 0}] if initial_eval else []) + list(sft.state.log_history)
 
-        artifact_dir = _save(model, tokenizer, cfg, run_dir)
+        artifact_dir = _save(sft, model, tokenizer, cfg, run_dir)
         metrics = {
             "train_loss": _final_value(sft.state.log_history, "loss"),
             "train_loss_first": next((h["loss"] for h in sft.state.log_history if "loss" in h), None),
@@ -202,9 +227,14 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             "runtime_s": round(time.time() - started, 2),
             "train_runtime_s": train_output.metrics.get("train_runtime"),
             "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None,
+            "peak_rss_gb": rundir.peak_rss_gb(),
+            "resumed_from": info["resumed_from"],
             "artifact": str(artifact_dir.relative_to(run_dir)),
             **params,
         }
+        if not main:
+            exit_code = 0
+            return metrics
         if cfg.train.eval_benchmarks:
             from medft.evals.runner import run_benchmarks
             from medft.runs import LoadedModel
@@ -220,6 +250,56 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         return metrics
     finally:
         tracking.finish_run(wandb_run, exit_code)
+
+
+METRIC_KEYS = (
+    "train_loss", "train_loss_first", "train_loss_mean", "eval_loss_initial", "eval_loss", "eval_perplexity",
+    "global_step", "runtime_s", "train_runtime_s", "peak_memory_gb", "peak_rss_gb",
+)  # fmt: skip
+
+
+def objective_value(metrics: dict[str, Any], key: str) -> float | None:
+    """The number a sweep optimises: a metrics.json key, dotted for nested ones."""
+    value: Any = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def check_objective(cfg: DictConfig) -> None:
+    key = cfg.objective
+    head = key.split(".")[0]
+    if head == "benchmarks":
+        name = key.split(".")[1] if key.count(".") >= 2 else None
+        if name not in list(cfg.train.eval_benchmarks):
+            raise ConfigError(
+                f"objective={key} needs the benchmark scored: add train.eval_benchmarks=[{name or '<name>'}] "
+                f"and name a metric as benchmarks.<name>.<metric>"
+            )
+    elif key not in METRIC_KEYS:
+        raise ConfigError(f"objective={key} is not a training metric; use one of {', '.join(METRIC_KEYS)} "
+                          f"or benchmarks.<name>.<metric>")  # fmt: skip
+
+
+def _previous_run(cfg: DictConfig, run_dir: Path, resolved: dict) -> dict[str, Any]:
+    """With resume=: what the interrupted run left (checkpoint, W&B id), after checking it is the same run."""
+    if not cfg.resume:
+        return {}
+    from medft import resume as resume_lib
+
+    stored = run_dir / "config.resolved.yaml"
+    if stored.is_file():
+        resume_lib.check_same_run(OmegaConf.to_container(OmegaConf.load(stored)), resolved, run_dir)
+    if (run_dir / "metrics.json").is_file():
+        return {"finished": True, "metrics": rundir.read_json(run_dir / "metrics.json")}
+    checkpoint = resume_lib.find_checkpoint(cfg.resume, run_dir)
+    if checkpoint is None:
+        log.info("resume=%s: no complete checkpoint in %s; starting from step 0", cfg.resume, run_dir / "checkpoints")
+    manifest = rundir.read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
+    wandb_info = manifest.get("wandb") or {}
+    return {"checkpoint": checkpoint, "wandb_id": wandb_info.get("id")}
 
 
 def _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, packed_rows, run_dir: Path, wandb_run) -> None:
@@ -240,18 +320,28 @@ def _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, packed_row
             method_cfg=cfg.method,
         )
     except audit.AuditError as err:
-        rundir.write_json(run_dir / "preflight.json", getattr(err, "summary", {}))
+        if is_main_process():
+            rundir.write_json(run_dir / "preflight.json", getattr(err, "summary", {}))
         raise
+    if not is_main_process():
+        return
     rundir.write_json(run_dir / "preflight.json", summary)
     log.info("preflight: %s", "; ".join(f"{k}: {v}" for k, v in summary["checks"].items()))
     if wandb_run is not None:
         wandb_run.summary.update({f"preflight/{k}": v for k, v in summary["checks"].items()})
 
 
-def _save(model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
+def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
     """Adapters for LoRA/QLoRA, the whole model for freeze/full; safetensors only."""
     is_adapter = MethodName(cfg.method.name) in (MethodName.lora, MethodName.qlora)
     target = run_dir / ("adapter" if is_adapter else "model")
+    if getattr(sft, "is_fsdp_enabled", False) or getattr(sft, "is_deepspeed_enabled", False):
+        # Sharded weights: the Trainer gathers them (every rank must take part).
+        sft.save_model(str(target))
+        (target / "training_args.bin").unlink(missing_ok=True)
+        return target
+    if not is_main_process():
+        return target
     # save_pretrained rather than Trainer.save_model, which also pickles training_args.bin.
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)

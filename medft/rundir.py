@@ -28,6 +28,18 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (in a sweep: of all jobs before it too)."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / 2**20, 3)
+
+
 def git_sha() -> str | None:
     here = Path(__file__).resolve().parent
     try:

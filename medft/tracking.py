@@ -31,12 +31,13 @@ def resolve_mode(configured: str | None) -> str:
 
 def run_name(overrides: list[str]) -> str:
     """The job's overrides are what distinguishes it from its siblings in a group."""
-    kept = [o for o in overrides if not o.startswith(("hydra.", "logger.mode"))]
+    kept = [o for o in overrides if not o.startswith(("hydra.", "logger.mode", "resume="))]
     return ",".join(kept) if kept else "defaults"
 
 
-def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str | None):
-    """Start the job's W&B run, or return None for logger=none."""
+def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str | None, run_id: str | None = None):
+    """Start the job's W&B run, or return None for logger=none. A resumed job passes the
+    interrupted run's id, so its curves continue in the same W&B run."""
     backend = getattr(cfg.logger.backend, "value", cfg.logger.backend)
     if backend == "none":
         return None
@@ -57,6 +58,8 @@ def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str
         config=config,
         dir=str(run_dir),
         mode=mode,
+        id=run_id,
+        resume="allow" if run_id else None,
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
     )
     log.info("W&B run %s (%s) in group %s", run.id, mode, cfg.logger.group or group)

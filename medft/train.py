@@ -1,21 +1,24 @@
 """python -m medft.train [group=option ...] [key=value ...] [-m for sweeps]
 
-Thin entrypoint: Hydra composes the config, medft.pipeline does the work. Nothing
-heavy is imported at module level, so --help and --cfg job answer at once.
+Thin entrypoint: Hydra composes the config, medft.pipeline does the work (through
+torchrun when launcher.nproc_per_node > 1). Nothing heavy is imported at module level,
+so --help and --cfg job answer at once.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from medft.cli import check_overrides, user_errors
+from medft.cli import check_overrides, fail, user_errors
 from medft.config import CONF_DIR, register_schemas
 
 register_schemas()
+log = logging.getLogger("medft")
 
 
 def _job_info():
@@ -33,23 +36,67 @@ def _job_info():
     )
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    with user_errors():
-        from medft.pipeline import run_training
-
-        job = _job_info()
-        metrics = run_training(cfg, job)
-    first, last = metrics["eval_loss_initial"], metrics["eval_loss"]
+def _report(job, metrics: dict) -> None:
+    first, last = metrics.get("eval_loss_initial"), metrics.get("eval_loss")
     print(f"medft: run dir {job.run_dir}")
     print(
         f"medft: train loss {metrics['train_loss_first']:.4f} -> {metrics['train_loss']:.4f}"
-        + (f" | validation loss {first:.4f} (step 0) -> {last:.4f}" if last is not None else "")
+        + (f" | validation loss {first:.4f} (step 0) -> {last:.4f}" if last is not None and first is not None else "")
     )
-    return last
+
+
+def _run(cfg: DictConfig, job):
+    from medft.checkpoints import Preempted
+    from medft.distributed import run_job
+    from medft.pipeline import objective_value
+
+    try:
+        metrics = run_job(cfg, job)
+    except Preempted as stop:
+        where = f"; checkpoint {stop.checkpoint}" if stop.checkpoint else ""
+        print(f"medft: stopped by SIGTERM at step {stop.step}{where}", file=sys.stderr)
+        print(f"medft: continue with: python -m medft.train resume={job.run_dir}", file=sys.stderr)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
+    _report(job, metrics)
+    return objective_value(metrics, cfg.objective)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    job = _job_info()
+    if job.sweep_dir is None:
+        with user_errors():
+            return _run(cfg, job)
+    # In a sweep a failing job is recorded and the sweep goes on (see medft.sweeps).
+    from medft.sweeps import record_failure
+
+    try:
+        return _run(cfg, job)
+    except Exception as err:  # noqa: BLE001 - any trial error is the trial's, not the sweep's
+        record_failure(job.run_dir, err)
+        log.error("job %s failed: %s (details in %s)", job.run_dir.name, err, job.run_dir / "failed.json")
+        print(f"medft: job {job.run_dir.name} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+              file=sys.stderr)  # fmt: skip
+        return None
+
+
+def _refuse_foreign_torchrun() -> None:
+    """`torchrun -m medft.train` would give every rank its own Hydra run dir (each resolves
+    ${now:} itself); medft starts torchrun itself, once the config is frozen."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not os.environ.get("MEDFT_WORKER"):
+        fail(
+            "do not start medft.train under torchrun; run `python -m medft.train ... "
+            "launcher.nproc_per_node=<GPUs>` and medft starts torchrun with one run dir"
+        )
 
 
 if __name__ == "__main__":
     with user_errors():
+        _refuse_foreign_torchrun()
         check_overrides(sys.argv[1:])
+        from medft.resume import rewrite_argv
+
+        sys.argv[1:] = rewrite_argv(sys.argv[1:])
     main()

@@ -18,6 +18,12 @@ def device_kind() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _world_size() -> int:
+    from medft.distributed import world_size
+
+    return world_size()
+
+
 def _switch(value: bool | None, default: bool) -> bool:
     return default if value is None else bool(value)
 
@@ -33,6 +39,14 @@ def use_gradient_checkpointing(cfg, device: str) -> bool:
     return _switch(cfg.train.gradient_checkpointing, device == "cuda")
 
 
+def _save_steps(t, save_strategy: str) -> int:
+    if t.load_best_model_at_end and save_strategy == "steps" and t.eval_steps > 0:
+        return t.eval_steps  # best-model selection needs a checkpoint at every evaluation
+    if t.save_steps > 0:
+        return t.save_steps
+    return t.eval_steps if (save_strategy == "steps" and t.eval_steps > 0) else 500
+
+
 def sft_config(
     cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool, flatten_packs: bool = False
 ):
@@ -42,7 +56,7 @@ def sft_config(
     eval_strategy = "no"
     if has_eval:
         eval_strategy = "steps" if t.eval_steps > 0 else "epoch"
-    save_strategy = t.save_strategy
+    save_strategy = "steps" if t.save_steps > 0 else t.save_strategy
     if t.load_best_model_at_end and has_eval:
         save_strategy = eval_strategy
     gc = use_gradient_checkpointing(cfg, device)
@@ -70,7 +84,7 @@ def sft_config(
         eval_strategy=eval_strategy,
         eval_steps=t.eval_steps if t.eval_steps > 0 else None,
         save_strategy=save_strategy,
-        save_steps=t.eval_steps if (save_strategy == "steps" and t.eval_steps > 0) else 500,
+        save_steps=_save_steps(t, save_strategy),
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=bool(t.load_best_model_at_end and has_eval),
         metric_for_best_model="eval_loss" if t.load_best_model_at_end else None,
@@ -78,6 +92,10 @@ def sft_config(
         seed=cfg.seed,
         data_seed=cfg.seed,
         use_cpu=device == "cpu" or t.use_cpu,
+        # Several workers (medft.distributed): gloo is the backend that runs on CPU. Every
+        # trainable parameter takes part in every step, so DDP need not search for unused ones.
+        ddp_backend="gloo" if device == "cpu" and _world_size() > 1 else None,
+        ddp_find_unused_parameters=False,
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=report_to,
         run_name=None,
