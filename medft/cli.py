@@ -17,7 +17,7 @@ from pathlib import Path
 from medft.config import CONF_DIR, RootConfig
 from medft.errors import ConfigError, MedftError
 
-GROUPS = ("model", "data", "method", "experiment", "logger", "eval")
+GROUPS = ("model", "data", "method", "experiment", "logger", "eval", "sweep")
 
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:
@@ -109,7 +109,13 @@ def _check_value(key: str, raw: str, skeleton) -> str | None:
         override = OverridesParser.create().parse_override(f"{key}={raw}")
     except Exception:  # Hydra reports its own grammar errors
         return None
-    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    from hydra.core.override_parser.types import IntervalSweep
+
+    sweep = override.value() if override.is_sweep_override() else None
+    if isinstance(sweep, IntervalSweep):  # an Optuna search range: check its two ends
+        values = [sweep.start, sweep.end]
+    else:
+        values = list(override.sweep_iterator()) if sweep is not None else [override.value()]
     parts = key.split(".")
     if parts[:2] == ["data", "sources"] and len(parts) > 3 and parts[2] not in skeleton.data.sources:
         skeleton.data.sources[parts[2]] = SourceConfig()

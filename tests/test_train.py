@@ -88,27 +88,28 @@ def test_best_checkpoint_is_kept_by_validation_loss(tmp_path):
     assert metrics["eval_loss"] == pytest.approx(min(evals), rel=1e-4)
 
 
-def test_multirun_gives_one_run_dir_and_one_wandb_run_per_job(tmp_path):
+def test_grid_sweep_2x2_gives_four_runs_in_one_wandb_group(tmp_path):
     sweep = tmp_path / "sweep"
-    out = _cli("-m", "method=lora,freeze", f"hydra.sweep.dir={sweep}", "train.max_steps=4",
-               "train.save_strategy=no")  # fmt: skip
+    out = _cli("-m", "method=lora,freeze", "train.learning_rate=1e-4,3e-4", f"hydra.sweep.dir={sweep}",
+               "train.max_steps=2", "train.save_strategy=no")  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    job_dirs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name.split("_", 1)[0] for p in job_dirs] == ["0", "1"]
+    job_dirs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name.split("_", 1)[0]))
+    assert [p.name.split("_", 1)[0] for p in job_dirs] == ["0", "1", "2", "3"]
     seen = {}
     for job_dir in job_dirs:
         runs = find_offline_runs(job_dir)
         assert len(runs) == 1, f"{job_dir} has {len(runs)} W&B runs"
         record = read_offline_run(runs[0])
-        method = record["config"]["method"]["name"]
-        seen[method] = record
+        method, lr = record["config"]["method"]["name"], record["config"]["train"]["learning_rate"]
+        seen[(method, lr)] = record
         assert f"method:{method}" in record["tags"] and "model:tiny" in record["tags"] and "data:sample" in record["tags"]
         assert record["group"] == f"sweep-{sweep.name}"
-        assert f"method={method}" in record["name"]
+        assert f"method={method}" in record["name"] and "train.learning_rate=" in record["name"]
         assert record["config"]["model"]["name"] == "tiny"
-        assert json.loads((job_dir / "metrics.json").read_text())["global_step"] == 4
-    assert set(seen) == {"lora", "freeze"}
-    assert seen["lora"]["id"] != seen["freeze"]["id"]
+        assert json.loads((job_dir / "metrics.json").read_text())["global_step"] == 2
+    assert set(seen) == {(m, lr) for m in ("lora", "freeze") for lr in (1e-4, 3e-4)}
+    assert len({r["id"] for r in seen.values()}) == 4
+    assert json.loads((sweep / "sweep_summary.json").read_text())["counts"] == {"ok": 4}
 
 
 @pytest.mark.parametrize(
