@@ -26,11 +26,17 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class Preempted(Exception):
-    """Training stopped on SIGTERM after saving a checkpoint; the run is not finished."""
+    """Training stopped on a signal after saving a checkpoint; the run is not finished."""
 
-    def __init__(self, step: int, checkpoint: Path | None):
-        self.step, self.checkpoint = step, checkpoint
-        super().__init__(f"stopped by SIGTERM at step {step}")
+    def __init__(self, step: int, checkpoint: Path | None, signum: int = signal.SIGTERM, previous=None):
+        self.step, self.checkpoint, self.signum, self.previous = step, checkpoint, signum, previous
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+
+    def hand_over(self) -> None:
+        """Let whoever handled the signal before medft do so now that the checkpoint is safe
+        (SLURM jobs started by submitit requeue themselves on SIGUSR2)."""
+        if callable(self.previous):
+            self.previous(self.signum, None)
 
 
 def _write_marker(folder: Path, step: int) -> None:
@@ -107,7 +113,12 @@ def callbacks(run_dir: Path) -> list:
 
         def __init__(self):
             self.requested = False
+            self.signum = signal.SIGTERM
+            self.previous: dict = {}
             self.stopped_at: int | None = None
+
+        def preempted(self, checkpoint: Path | None) -> Preempted:
+            return Preempted(self.stopped_at, checkpoint, self.signum, self.previous.get(self.signum))
 
         def on_step_end(self, args, state, control, **kwargs):
             if _any_rank(self.requested):
@@ -134,21 +145,28 @@ def _any_rank(flag: bool) -> bool:
     return bool(tensor.item())
 
 
+# SIGTERM: preemption and `scancel`; SIGUSR2: SLURM's warning before the time limit
+# (what submitit asks SLURM to send).
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGUSR2", None)) if s is not None)
+
+
 @contextmanager
 def checkpoint_on_sigterm(stopper):
-    """While training runs, SIGTERM asks for a checkpoint instead of killing the process."""
+    """While training runs, SIGTERM/SIGUSR2 ask for a checkpoint instead of killing the process."""
 
     def request(signum, frame):
         if not stopper.requested:
-            log.warning("SIGTERM: saving a checkpoint after the current step, then stopping")
+            log.warning("%s: saving a checkpoint after the current step, then stopping", signal.Signals(signum).name)
+            stopper.signum = signum
         stopper.requested = True
 
     try:
-        previous = signal.signal(signal.SIGTERM, request)
+        stopper.previous = {signum: signal.signal(signum, request) for signum in STOP_SIGNALS}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, previous in stopper.previous.items():
+            signal.signal(signum, previous)

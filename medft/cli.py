@@ -130,6 +130,15 @@ def _check_value(key: str, raw: str, skeleton) -> str | None:
     return None
 
 
+def _has_slurm_launcher() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+    except ImportError:
+        return False
+
+
 def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Raise ConfigError for an unknown group option or config key on the command line."""
     skeleton = None
@@ -137,6 +146,8 @@ def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
         if arg.startswith("-") or "=" not in arg:
             continue
         key, value = arg.split("=", 1)
+        if key == "hydra/launcher" and value.startswith(("slurm", "submitit")) and not _has_slurm_launcher():
+            raise ConfigError(f"hydra/launcher={value} needs the SLURM launcher plugin: pip install -e \".[slurm]\"")
         if key.startswith(("+", "~", "hydra")):
             continue
         key = key.removeprefix("override ")

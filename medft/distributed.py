@@ -103,12 +103,13 @@ def launch(cfg, job) -> dict[str, Any]:
     env = {**os.environ, WORKER_ENV: "1"}
     # OMP threads: torchrun would otherwise warn and pick 1; share the cores among workers.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.launcher.nproc_per_node)))
-    code = _wait_forwarding_sigterm(subprocess.Popen(cmd, env=env))
+    code, received, previous = _wait_forwarding_signals(subprocess.Popen(cmd, env=env))
     error = _read(folder / "error.json")
     if error and error.get("preempted"):
         from medft.checkpoints import Preempted, latest_complete
 
-        raise Preempted(error.get("step", -1), latest_complete(run_dir / "checkpoints"))
+        signum = received or error.get("signal", 15)
+        raise Preempted(error.get("step", -1), latest_complete(run_dir / "checkpoints"), signum, previous.get(signum))
     if code != 0:
         if error and error.get("user_error"):
             raise MedftError(error["error"])
@@ -117,18 +118,25 @@ def launch(cfg, job) -> dict[str, Any]:
     return _read(run_dir / "metrics.json") or {}
 
 
-def _wait_forwarding_sigterm(proc: subprocess.Popen) -> int:
-    """SIGTERM to this process goes to the workers, which checkpoint; this one waits for them."""
+def _wait_forwarding_signals(proc: subprocess.Popen) -> tuple[int, int | None, dict]:
+    """SIGTERM/SIGUSR2 to this process reach the workers (as SIGTERM, which torchrun relays;
+    SIGUSR2 would end torchrun itself), which checkpoint; this one waits for them."""
     import signal
 
+    from medft.checkpoints import STOP_SIGNALS
+
+    received: list[int] = []
+
     def forward(signum, frame):
+        received.append(signum)
         proc.send_signal(signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, forward)
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
     try:
-        return proc.wait()
+        return proc.wait(), (received[0] if received else None), previous
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _read(path: Path) -> dict | None:

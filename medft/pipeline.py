@@ -206,7 +206,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         with checkpoints.checkpoint_on_sigterm(stopper):
             train_output = sft.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
         if stopper.stopped_at is not None:
-            raise checkpoints.Preempted(stopper.stopped_at, checkpoints.latest_complete(run_dir / "checkpoints"))
+            raise stopper.preempted(checkpoints.latest_complete(run_dir / "checkpoints"))
         final_eval = sft.evaluate() if has_eval else {}
         # train() starts a fresh trainer state, so the step-0 evaluation is added back here.
         history = ([{**initial_eval, "epoch": 0.0, "step": 0}] if initial_eval else []) + list(sft.state.log_history)

@@ -54,9 +54,10 @@ def _run(cfg: DictConfig, job):
         metrics = run_job(cfg, job)
     except Preempted as stop:
         where = f"; checkpoint {stop.checkpoint}" if stop.checkpoint else ""
-        print(f"medft: stopped by SIGTERM at step {stop.step}{where}", file=sys.stderr)
+        print(f"medft: {stop}{where}", file=sys.stderr)
         print(f"medft: continue with: python -m medft.train resume={job.run_dir}", file=sys.stderr)
-        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
+        stop.hand_over()
+        raise SystemExit(128 + int(stop.signum)) from None  # as if the signal had ended the process
     _report(job, metrics)
     return objective_value(metrics, cfg.objective)
 

@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
         run_training(cfg, job)
     except Preempted as stop:
         if distributed.is_main_process():
-            error_file.write_text(json.dumps({"preempted": True, "step": stop.step}), encoding="utf-8")
+            error_file.write_text(json.dumps({"preempted": True, "step": stop.step, "signal": int(stop.signum)}),
+                                  encoding="utf-8")  # fmt: skip
         return 143
     except Exception as err:
         if distributed.is_main_process():

@@ -129,3 +129,37 @@ def test_search_space_from_hydra_sweep_syntax():
     assert space["method.lora.alpha"] == IntDistribution(8, 32, step=8)
     assert space["train.warmup_ratio"] == FloatDistribution(0.0, 0.1)
     assert space["train.gradient_accumulation_steps"] == IntDistribution(1, 8)
+
+
+def test_slurm_preset_composes_one_task_per_job_with_requeue():
+    from hydra import compose, initialize_config_dir
+
+    from medft.config import CONF_DIR, register_schemas
+
+    register_schemas()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4",
+                                          "launcher.nproc_per_node=4"], return_hydra_config=True)  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.tasks_per_node == 1 and launcher.gpus_per_node == 4 and cfg.launcher.nproc_per_node == 4
+    assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0
+
+
+def test_slurm_launcher_without_its_plugin_is_one_line(monkeypatch):
+    from medft import cli
+
+    monkeypatch.setattr(cli, "_has_slurm_launcher", lambda: False)
+    with pytest.raises(cli.ConfigError, match=r"pip install -e \".\[slurm\]\""):
+        cli.check_overrides(["-m", "hydra/launcher=slurm", "method.lora.r=8,16"])
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_each_trial_as_its_own_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = _train("-m", "hydra/launcher=submitit_local", "method.lora.r=4,8", "train.max_steps=2", "logger=none",
+                 "train.save_strategy=no", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = _jobs(sweep)
+    assert len(jobs) == 2 and all((j / "metrics.json").is_file() for j in jobs)
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2  # one process per trial
