@@ -124,6 +124,9 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
 
     set_seed(cfg.seed)
     device = trainer_lib.device_kind()
+    if device == "cuda" and torch.cuda.device_count() > 1 and cfg.launcher.nproc_per_node == 1:
+        log.warning("%d GPUs are visible but this job uses one; set launcher.nproc_per_node=%d to use them all",
+                    torch.cuda.device_count(), torch.cuda.device_count())  # fmt: skip
     tokenizer = models.load_tokenizer(cfg.model, source)
     spec = get_spec(cfg.model.chat_template)
     tokenized, label_report = labels.tokenize_splits(datasets, tokenizer, spec, cfg.train.max_length)
