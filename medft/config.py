@@ -45,6 +45,8 @@ class DType(str, Enum):
 
 
 class Attention(str, Enum):
+    # auto: flash_attention_2 on CUDA when flash-attn is installed, else sdpa.
+    auto = "auto"
     eager = "eager"
     sdpa = "sdpa"
     flash_attention_2 = "flash_attention_2"
@@ -240,6 +242,13 @@ class TrainConfig:
     # Packing of whole rows (best fit) with per-row position ids; null = auto: on when a
     # probe shows the model keeps packed rows apart.
     packing: Optional[bool] = None
+    # Liger kernels (fused RMSNorm/RoPE/SwiGLU/cross-entropy); null = auto: on with CUDA when
+    # liger-kernel is installed and the architecture is one it patches.
+    liger: Optional[bool] = None
+    # TF32 matmuls on Ampere or newer GPUs; null = auto: on with CUDA.
+    tf32: Optional[bool] = None
+    # Batches of similar length when packing is off (less padding); null = auto: on then.
+    group_by_length: Optional[bool] = None
     logging_steps: int = 5
     # Evaluate every N optimizer steps (0: once per epoch).
     eval_steps: int = 0

@@ -118,6 +118,22 @@ def quantization_config(method_cfg):
     )
 
 
+def resolve_attention(model_cfg, device: str) -> str:
+    """auto: the varlen flash kernel where it can run (CUDA, half precision, flash-attn
+    installed), else PyTorch's SDPA, which every supported architecture takes."""
+    import importlib.util
+
+    setting = getattr(model_cfg.attn_implementation, "value", model_cfg.attn_implementation)
+    if setting != "auto":
+        return setting
+    import torch
+
+    half = torch_dtype(model_cfg.dtype, device) in (torch.bfloat16, torch.float16)
+    if device == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None = None) -> Any:
     """The causal LM, quantized when the method asks for it."""
     from transformers import AutoModelForCausalLM
@@ -127,7 +143,7 @@ def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None 
         "revision": source.revision,
         "trust_remote_code": source.trust_remote_code,
         "dtype": torch_dtype(model_cfg.dtype, device),
-        "attn_implementation": getattr(model_cfg.attn_implementation, "value", model_cfg.attn_implementation),
+        "attn_implementation": resolve_attention(model_cfg, device),
     }
     quant = quantization_config(method_cfg)
     if quant is not None:

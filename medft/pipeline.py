@@ -163,6 +163,10 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
             "packing": packing,
             "packing_probe_max_logit_diff": None if probe is None else probe.max_abs_diff,
+            "group_by_length": trainer_lib.use_group_by_length(cfg, packing),
+            "liger": trainer_lib.use_liger(cfg, device),
+            "tf32": trainer_lib.use_tf32(cfg, device),
+            "dataloader_num_workers": cfg.train.dataloader_num_workers,
         },
         **params,
     }
@@ -173,7 +177,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         has_eval = len(tokenized["validation"]) > 0
         flatten = packing and info["compute"]["attn_implementation"] == "flash_attention_2"
         report_to = ["wandb"] if wandb_run or (not main and getattr(cfg.logger.backend, "value", cfg.logger.backend) != "none") else []
-        args = trainer_lib.sft_config(cfg, run_dir, device, report_to, has_eval, flatten)
+        args = trainer_lib.sft_config(cfg, run_dir, device, report_to, has_eval, flatten, packing=packing)
         callbacks = checkpoints.callbacks(run_dir)
         stopper = callbacks[-1]
         if cfg.train.eval_benchmarks and cfg.train.eval_benchmarks_every > 0:

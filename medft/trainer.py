@@ -34,6 +34,35 @@ def use_bf16(cfg, device: str) -> bool:
     return _switch(cfg.train.bf16, device == "cuda" and torch.cuda.is_bf16_supported())
 
 
+def use_tf32(cfg, device: str) -> bool:
+    import torch
+
+    ampere = device == "cuda" and torch.cuda.get_device_capability()[0] >= 8
+    return _switch(cfg.train.tf32, ampere)
+
+
+def liger_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def use_liger(cfg, device: str) -> bool:
+    """Liger's Triton kernels run on CUDA only; auto takes them where installed."""
+    from medft.errors import ConfigError
+
+    if cfg.train.liger and not liger_available():
+        raise ConfigError("train.liger=true needs liger-kernel: pip install liger-kernel (CUDA only), or train.liger=null")
+    if cfg.train.liger and device != "cuda":
+        raise ConfigError("train.liger=true needs a CUDA GPU; on this machine use train.liger=null")
+    return _switch(cfg.train.liger, device == "cuda" and liger_available())
+
+
+def use_group_by_length(cfg, packing: bool) -> bool:
+    # Packed rows are already near max_length; grouping only helps padded batches.
+    return _switch(cfg.train.group_by_length, not packing) and not packing
+
+
 def use_gradient_checkpointing(cfg, device: str) -> bool:
     # Checkpointing trades compute for memory; on CPU memory is not the constraint.
     return _switch(cfg.train.gradient_checkpointing, device == "cuda")
@@ -48,7 +77,8 @@ def _save_steps(t, save_strategy: str) -> int:
 
 
 def sft_config(
-    cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool, flatten_packs: bool = False
+    cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool, flatten_packs: bool = False,
+    packing: bool = False,
 ):
     from trl import SFTConfig
 
@@ -76,6 +106,9 @@ def sft_config(
         optim=t.optim,
         bf16=use_bf16(cfg, device),
         fp16=False,
+        tf32=use_tf32(cfg, device) or None,
+        use_liger_kernel=use_liger(cfg, device),
+        train_sampling_strategy="group_by_length" if use_group_by_length(cfg, packing) else "random",
         gradient_checkpointing=gc,
         gradient_checkpointing_kwargs={"use_reentrant": False} if gc else None,
         logging_strategy="steps",

@@ -179,3 +179,30 @@ def test_torchrun_started_by_hand_is_refused_in_one_line():
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "launcher.nproc_per_node" in done.stderr
+
+
+def test_resumed_job_logs_into_the_interrupted_wandb_run(tmp_path, compose):
+    from omegaconf import OmegaConf
+
+    from medft import pipeline, tracking
+    from medft.config import to_container
+
+    cfg = compose(["logger.mode=offline", "resume=auto"])
+    resolved = to_container(cfg)
+    run_dir = tmp_path / "run"
+    first = tracking.start_run(cfg, run_dir, resolved, ["train.max_steps=3"], "g")
+    first_id = first.id
+    tracking.finish_run(first, 1)
+    run_dir.mkdir(exist_ok=True)
+    OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.resolved.yaml")
+    (run_dir / "manifest.json").write_text(json.dumps({"wandb": {"id": first_id, "mode": "offline"}}))
+    _fake_checkpoint(run_dir, 2)
+
+    previous = pipeline._previous_run(cfg, run_dir, resolved)
+    assert previous["wandb_id"] == first_id and previous["checkpoint"].name == "checkpoint-2"
+    again = tracking.start_run(cfg, run_dir, resolved, ["train.max_steps=3"], "g", run_id=previous["wandb_id"])
+    try:
+        assert again.id == first_id
+    finally:
+        tracking.finish_run(again)
+    assert {tracking.read_offline_run(p)["id"] for p in tracking.find_offline_runs(run_dir)} == {first_id}
