@@ -350,7 +350,7 @@ class LauncherConfig:
     # ddp: torchrun + DistributedDataParallel. The others go through `accelerate launch`
     # with the matching file in conf/accelerate/.
     strategy: Strategy = Strategy.ddp
-    # Your own accelerate config file instead of the shipped one for `strategy`.
+    # Your own accelerate config file instead of the shipped one for `strategy` (conf/accelerate/<strategy>.yml).
     accelerate_config: Optional[str] = None
 
 

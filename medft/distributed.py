@@ -85,7 +85,7 @@ def command(launcher, run_dir: Path) -> list[str]:
             cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launcher.rdzv_endpoint}", "--rdzv_id=medft",
                     f"--node_rank={launcher.node_rank}"]  # fmt: skip
         return [*cmd, *worker]
-    config = launcher.accelerate_config or str(CONF_DIR / "accelerate" / f"{strategy}.yaml")
+    config = launcher.accelerate_config or str(CONF_DIR / "accelerate" / f"{strategy}.yml")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config,
            "--num_processes", str(n * nodes), "--num_machines", str(nodes)]  # fmt: skip
     if nodes > 1:

@@ -100,4 +100,9 @@ if __name__ == "__main__":
         from medft.resume import rewrite_argv
 
         sys.argv[1:] = rewrite_argv(sys.argv[1:])
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # `--help | head`: the reader has seen enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
