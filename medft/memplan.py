@@ -16,8 +16,8 @@ What is counted, in bytes (``Estimate``):
 - ``gradients`` and ``optimizer``: one gradient and two AdamW moments per trainable
   parameter, in that parameter's dtype (torch's AdamW keeps its state like the params).
 - ``activations``: the tensors autograd saves for backward (derivation below), at the end
-  of the forward pass; with gradient checkpointing, the checkpointed block inputs plus one
-  block recomputed during backward.
+  of the forward pass; with gradient checkpointing, the checkpointed block inputs, and
+  (``recompute``) one block's activations rebuilt at a time during backward.
 - ``logits``: the loss head's transient peak. medft trains through TRL's ``SFTTrainer``,
   which patches a chunked LM head (``trl.kernels.ChunkedLogProbFunction``): the
   ``tokens x vocab`` logits are never materialized, only tiles of at most
@@ -25,14 +25,16 @@ What is counted, in bytes (``Estimate``):
   when it trains). ``loss="full"`` models the plain transformers loss instead: logits, a
   float32 upcast, log-softmax and their gradients, 12 bytes per token x vocab at the peak.
 - ``optimizer_step``: scratch of ``optimizer.step()`` (foreach AdamW on CUDA allocates one
-  copy of the second moments); it is live when activations are not, so the peak takes the
-  larger of the two.
+  copy of the second moments), live when the activations are gone.
 - ``overhead``: CUDA context and allocator slack, kept apart so that
   ``peak_allocated`` compares with ``torch.cuda.max_memory_allocated`` (which excludes it).
 
-``peak_allocated = weights + gradients + optimizer + max(activations + logits, optimizer_step)``.
-Gradients are counted as live during backward: exact for LoRA (they are tiny), an upper
-bound for full and freeze (a block's gradients appear as its activations are freed).
+The peak counts what is live at once (``Estimate.peak_allocated``): backward starts with all
+saved activations and the loss head's buffers; a checkpointed block is recomputed only after
+the loss head has freed its buffers; full and freeze gradients grow while the activations
+of their blocks are freed, and meet the optimizer step's scratch at the end:
+``weights + optimizer + max(activations + max(logits, recompute) [+ LoRA gradients],
+gradients + max(optimizer_step, recompute))``.
 
 This module is imported before training starts; it must not import torch at module level.
 """
@@ -40,7 +42,7 @@ This module is imported before training starts; it must not import torch at modu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from medft.errors import ConfigError
@@ -268,41 +270,60 @@ class _Method:
 # --------------------------------------------------------------------------- estimate
 @dataclass(frozen=True)
 class Estimate:
-    """Bytes of one training step's peak, by component (see the module docstring)."""
+    """Bytes of one training step, by component, and the peak of what is live at once."""
 
     weights: int
     gradients: int
     optimizer: int
-    activations: int
-    logits: int
-    optimizer_step: int
+    activations: int  # saved for backward and live at its start (checkpointing: block inputs)
+    recompute: int  # checkpointing: one block's activations, recomputed during backward
+    logits: int  # the loss head's transient at the start of backward
+    optimizer_step: int  # optimizer.step() scratch
     overhead: int
     trainable_params: int
+    # Gradients live together with all activations: LoRA's (few, and created early); full and
+    # freeze gradients grow as the activations of the blocks they belong to are freed.
+    gradients_early: bool = True
     settings: dict = field(default_factory=dict, compare=False)
+
+    def _phases(self) -> tuple[int, int]:
+        early = self.gradients if self.gradients_early else 0
+        start_of_backward = self.activations + max(self.logits, self.recompute) + early
+        late = self.gradients + max(self.optimizer_step, self.recompute)
+        return start_of_backward, late
 
     @property
     def peak_allocated(self) -> int:
-        """What ``torch.cuda.max_memory_allocated`` would report (no context, no slack)."""
-        return self.weights + self.gradients + self.optimizer + max(self.activations + self.logits, self.optimizer_step)
+        """What ``torch.cuda.max_memory_allocated`` would report (no context, no slack).
+
+        Backward starts with every saved activation and the loss head's buffers live; the
+        recomputed block (checkpointing) comes after the loss head has freed its buffers;
+        the optimizer step runs when activations are gone and all gradients exist.
+        """
+        return self.weights + self.optimizer + max(self._phases())
 
     @property
     def total(self) -> int:
         return self.peak_allocated + self.overhead
 
     def breakdown(self) -> dict[str, int]:
-        """Components that add up to ``total``. When the optimizer step's scratch outweighs
-        activations + logits (full fine-tuning at small batches), it replaces them."""
-        parts = {"weights": self.weights, "grads": self.gradients, "optimizer": self.optimizer}
-        if self.optimizer_step > self.activations + self.logits:
+        """The components in bytes (not all live at once: see ``peak_allocated``); the
+        optimizer step's scratch is listed when it, not backward, sets the peak."""
+        parts = {
+            "weights": self.weights,
+            "grads": self.gradients,
+            "optimizer": self.optimizer,
+            "activations": self.activations + self.recompute,
+            "logits": self.logits,
+        }
+        start_of_backward, late = self._phases()
+        if late > start_of_backward:
             parts["optimizer step"] = self.optimizer_step
-        else:
-            parts["activations"] = self.activations
-            parts["logits"] = self.logits
         parts["overhead"] = self.overhead
         return parts
 
     def describe(self) -> str:
-        """One line: total and breakdown in GiB."""
+        """One line: the peak and its components in GiB."""
         parts = ", ".join(f"{k} {v / GIB:.1f}" for k, v in self.breakdown().items())
         return f"~{self.total / GIB:.1f} GiB ({parts})"
 
@@ -364,13 +385,16 @@ def _weight_bytes(shape: ModelShape, m: _Method, roles: Sequence[str], weight_by
 #     LoRA on gate/up/down as for q/k/v (mask + copy + lora_A output; width i for down).
 #
 #   Full fine-tuning, 16-bit: 4h + 4h (float32 norm inputs) + 4 c h + 4 a qd + 4 c i, i.e.
-#   for EXAONE 7.8B (h 4096, qd 4096, i 14336, c = a = 2): 204 KiB per token per layer.
-#   LoRA on all seven projections: 8h + 5 (m + c) h + (m + a) qd + 4 a qd + 3 c i + (m + c) i.
+#   for EXAONE 7.8B (h 4096, qd 4096, i 14336, c = a = 2): 208 KiB per token per layer,
+#   plus 2 s bytes of mask bias (4 KiB at s = 2048).
+#   LoRA on all seven projections: 8h + 5 (m + c) h + (m + a) qd + 4 a qd + 3 c i + (m + c) i
+#   + 7 a r: 262 KiB for EXAONE 7.8B (m = 1, r = 16), more than full fine-tuning because
+#   every dropout keeps its own copy of its input.
 #
 # The first block's input (the embeddings) needs no gradient unless the embeddings train,
 # so it saves less; under method=freeze the frozen lower blocks save nothing at all.
-# Gradient checkpointing keeps each block's input (c h) and recomputes one block at a time
-# during backward. After the blocks: the final norm as above, plus the lm_head input: the
+# Gradient checkpointing keeps each block's input (c h; frozen blocks' too) and recomputes
+# one block at a time during backward. After the blocks: the final norm as above, plus the lm_head input: the
 # chunked TRL head keeps its own copy of the hidden states (c h); the plain loss keeps the
 # norm output only when lm_head trains.
 def _block_bytes(
@@ -521,10 +545,11 @@ def estimate(
     elif head_trains:
         final += c * h
     if gradient_checkpointing:
-        inputs = sum(c * h for saved in per_block if saved > 0)
-        act_per_token = inputs + final + max(per_block, default=0.0)
+        act_per_token = L * c * h + final  # every block's input, frozen blocks' too
+        recompute = max(per_block, default=0.0) * tokens
     else:
         act_per_token = sum(per_block) + final
+        recompute = 0
     activations = act_per_token * tokens
     if m.name != "qlora" and weight_dtype_bytes > compute_dtype_bytes:
         # Autocast over wider weights (e.g. float32 weights, bf16 compute): every linear layer
@@ -573,8 +598,19 @@ def estimate(
         grads, states, step = grads // shards, states // shards, step // shards
         if shard_weights:
             weights //= shards
-    peak = weights + grads + states + max(activations + logits, step)
-    overhead = CUDA_CONTEXT_BYTES + int(ALLOCATOR_SLACK * peak) if cuda else 0
+    est = Estimate(
+        weights=int(weights),
+        gradients=int(grads),
+        optimizer=int(states),
+        activations=int(activations),
+        recompute=int(recompute),
+        logits=int(logits),
+        optimizer_step=int(step),
+        overhead=0,
+        trainable_params=int(trainable),
+        gradients_early=m.is_lora,
+    )
+    overhead = CUDA_CONTEXT_BYTES + int(ALLOCATOR_SLACK * est.peak_allocated) if cuda else 0
     settings = {
         "method": m.name,
         "batch_size": batch_size,
@@ -589,17 +625,7 @@ def estimate(
         "shards": shards,
         "shard_weights": shard_weights,
     }
-    return Estimate(
-        weights=int(weights),
-        gradients=int(grads),
-        optimizer=int(states),
-        activations=int(activations),
-        logits=int(logits),
-        optimizer_step=int(step),
-        overhead=int(overhead),
-        trainable_params=int(trainable),
-        settings=settings,
-    )
+    return replace(est, overhead=int(overhead), settings=settings)
 
 
 # --------------------------------------------------------------------------- suggestions
