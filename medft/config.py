@@ -249,6 +249,9 @@ class TrainConfig:
     tf32: Optional[bool] = None
     # Batches of similar length when packing is off (less padding); null = auto: on then.
     group_by_length: Optional[bool] = None
+    # On CUDA, estimate the memory before loading the model (medft.memplan): refuse in one
+    # line with settings that fit when it cannot, and checkpoint activations only when needed.
+    memory_check: bool = True
     logging_steps: int = 5
     # Evaluate every N optimizer steps (0: once per epoch).
     eval_steps: int = 0

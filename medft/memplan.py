@@ -42,8 +42,9 @@ This module is imported before training starts; it must not import torch at modu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from medft.errors import ConfigError
 
@@ -66,6 +67,12 @@ CPU_TILE_TEMPORARIES = 7.25
 # the absmax values are themselves 8-bit with one float32 absmax (and offset) per 256 blocks.
 NF4_BLOCK = 64
 NF4_DOUBLE_QUANT_BLOCK = 256
+
+# Architectures whose RMSNorm/SwiGLU liger-kernel patches (TRL's use_liger_kernel); EXAONE 3.5
+# (remote code, model_type exaone) is not among them, so its run keeps transformers' kernels.
+LIGER_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "granite",
+                               "olmo2"})  # fmt: skip
+ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 # Module names of the supported families (Llama, EXAONE 3.5 remote code, SOLAR = Llama).
@@ -94,9 +101,10 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     tied_embeddings: bool = False
+    model_type: str = "llama"
 
     @classmethod
-    def from_config(cls, config: Any) -> "ModelShape":
+    def from_config(cls, config: Any) -> ModelShape:
         """From a transformers config object or its dict (``config.json``).
 
         Handles Llama's names and EXAONE's (``num_layers``, no ``head_dim`` in old copies).
@@ -123,7 +131,11 @@ class ModelShape:
         kv_heads = first("num_key_value_heads", default=heads)
         head_dim = first("head_dim", default=hidden // heads)
         tied = bool(first("tie_word_embeddings", default=False))
-        return cls(int(hidden), int(layers), int(intermediate), int(vocab), int(heads), int(kv_heads), int(head_dim), tied)
+        model_type = str(first("model_type", default=""))
+        return cls(
+            int(hidden), int(layers), int(intermediate), int(vocab), int(heads), int(kv_heads), int(head_dim), tied,
+            model_type,
+        )  # fmt: skip
 
     # ---- derived sizes
     @property
@@ -189,6 +201,7 @@ def shape_from_source(model_cfg, source=None) -> ModelShape:
             kv_heads=int(arch.get("num_key_value_heads") or heads),
             head_dim=int(arch["hidden_size"]) // heads,
             tied_embeddings=bool(arch.get("tie_word_embeddings", False)),
+            model_type="llama",
         )
     from transformers import AutoConfig
 
@@ -248,7 +261,7 @@ class _Method:
     train_lm_head: bool = True
 
     @classmethod
-    def of(cls, method_cfg) -> "_Method":
+    def of(cls, method_cfg) -> _Method:
         name = str(_v(_get(method_cfg, "name")))
         lora = _get(method_cfg, "lora")
         quant = _get(method_cfg, "quantization")
@@ -391,6 +404,15 @@ def _weight_bytes(shape: ModelShape, m: _Method, roles: Sequence[str], weight_by
 #   + 7 a r: 262 KiB for EXAONE 7.8B (m = 1, r = 16), more than full fine-tuning because
 #   every dropout keeps its own copy of its input.
 #
+# Other kernels (the CUDA fast path):
+#   flash_attention_2: q (a qd), k and v at their own width (a kvd each: GQA without repeating),
+#     the unpadded output (a qd) and the log-sum-exp (4 x heads); no mask bias. With padded
+#     rows transformers re-pads the output, a separate o_proj input (a qd) when o trains.
+#   eager: q, repeated k and v, the output (a qd each), the float32 softmax (4 x heads x s)
+#     and its cast to the compute dtype (a x heads x s).
+#   Liger RMSNorm keeps its input as it is (c h) and the float32 rstd (4), whether or not the
+#     weight trains; Liger SwiGLU keeps gate's and up's outputs (2 c i), recomputing silu.
+#
 # The first block's input (the embeddings) needs no gradient unless the embeddings train,
 # so it saves less; under method=freeze the frozen lower blocks save nothing at all.
 # Gradient checkpointing keeps each block's input (c h; frozen blocks' too) and recomputes
@@ -410,6 +432,8 @@ def _block_bytes(
     m: float,
     seq_len: int,
     padded: bool,
+    attention: str = "sdpa",
+    liger: bool = False,
 ) -> tuple[float, bool]:
     """Saved bytes per token of one block, and whether its output needs a gradient."""
     h, qd, kvd, i = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate
@@ -423,29 +447,37 @@ def _block_bytes(
         if dropout:
             total += dtype * width + (m * width if in_grad else 0)
 
-    # input RMSNorm
-    if input_grad:
-        total += 4 * h + 4
-    if full:
-        total += c * h  # normalized y, for the norm weight's gradient
+    def rms_norm(in_grad):
+        nonlocal total
+        if liger:
+            total += (c * h + 4) if (in_grad or full) else 0
+            return
+        if in_grad:
+            total += 4 * h + 4  # the float32 input (a copy unless already float32) and rsqrt
+        if full:
+            total += c * h  # normalized y, for the norm weight's gradient
+
+    rms_norm(input_grad)
     n1_grad = input_grad or full
     if full or (not dropout and lora & {"q", "k", "v"}):
         total += c * h  # the norm output, kept by q/k/v (or by lora_A without dropout)
     for role in ("q", "k", "v"):
         lora_path(role, h, n1_grad, c)
     attn_grad = n1_grad or bool(lora & {"q", "k", "v"})
-    if attn_grad:
+    if attn_grad and attention == "flash_attention_2":
+        total += a * qd + 2 * a * kvd + a * qd + 4 * shape.heads
+        if padded and full:
+            total += a * qd  # the re-padded output that o_proj keeps
+    elif attn_grad and attention == "eager":
+        total += 4 * a * qd + (4 + (a if a != 4 else 0)) * shape.heads * seq_len
+    elif attn_grad:
         kv_width = qd if padded else kvd
         total += a * qd + 2 * a * kv_width + a * qd + 4 * shape.heads
         if padded:
             total += a * seq_len
     lora_path("o", qd, attn_grad, a)
     h2_grad = input_grad or attn_grad or full or "o" in lora
-    # post-attention RMSNorm
-    if h2_grad:
-        total += 4 * h + 4
-    if full:
-        total += c * h
+    rms_norm(h2_grad)  # post-attention RMSNorm
     n2_grad = h2_grad or full
     if full or (not dropout and lora & {"gate", "up"}):
         total += c * h
@@ -453,12 +485,15 @@ def _block_bytes(
         lora_path(role, h, n2_grad, c)
     g_grad = n2_grad or full or "gate" in lora
     u_grad = n2_grad or full or "up" in lora
-    if g_grad:
-        total += c * i  # silu's input
-    if u_grad:
-        total += c * i  # silu(g), for the product's gradient w.r.t. up
-    if g_grad:
-        total += c * i  # up's output, for the product's gradient w.r.t. silu(g)
+    if liger:
+        total += 2 * c * i if (g_grad or u_grad) else 0  # gate's and up's outputs
+    else:
+        if g_grad:
+            total += c * i  # silu's input
+        if u_grad:
+            total += c * i  # silu(g), for the product's gradient w.r.t. up
+        if g_grad:
+            total += c * i  # up's output, for the product's gradient w.r.t. silu(g)
     p_grad = g_grad or u_grad
     if full or (not dropout and "down" in lora):
         total += c * i
@@ -478,6 +513,8 @@ def estimate(
     lora_targets: Iterable[str] | None = None,
     device: str = "cuda",
     padded: bool = True,
+    attention: str = "sdpa",
+    liger: bool = False,
     loss: str = "chunked",
     shards: int = 1,
     shard_weights: bool = False,
@@ -487,13 +524,17 @@ def estimate(
     ``weight_dtype_bytes``: how the model is loaded (2 for bf16, 4 for float32);
     ``compute_dtype_bytes``: what matmuls produce (2 under bf16 autocast). ``lora_targets``:
     module names or roles (default: all seven projections). ``padded``: batches carry an
-    attention mask (padding or packing), as medft's do. ``loss``: ``chunked`` (TRL's fused
+    attention mask (padding or packing), as medft's do. ``attention``: the attention kernel
+    (``sdpa``, ``flash_attention_2``, ``eager``); ``liger``: Liger's RMSNorm and SwiGLU
+    kernels replace transformers'. ``loss``: ``chunked`` (TRL's fused
     LM head, what medft trains with) or ``full`` (materialized logits). ``shards``: ZeRO/FSDP
     world size over which gradients and optimizer state (and weights with
     ``shard_weights``) are split.
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be >= 1")
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, not {attention!r}")
     m = _Method.of(method_cfg)
     roles = lora_roles(lora_targets) if m.is_lora else ()
     weights, trainable, trainable_bytes = _weight_bytes(shape, m, roles, weight_dtype_bytes)
@@ -511,7 +552,10 @@ def estimate(
 
     # activations
     L = shape.layers
-    common = dict(r=m.r, dropout=m.is_lora and m.dropout > 0, c=c, a=a, m=mask_bytes, seq_len=seq_len, padded=padded)
+    common = {
+        "r": m.r, "dropout": m.is_lora and m.dropout > 0, "c": c, "a": a, "m": mask_bytes,
+        "seq_len": seq_len, "padded": padded, "attention": attention, "liger": liger,
+    }  # fmt: skip
     per_block = []
     if m.name == "freeze":
         k = min(m.trainable_layers, L)
@@ -536,10 +580,11 @@ def estimate(
         norm_trains = head_trains = full
     h = shape.hidden
     final = 0.0
-    if final_grad:
-        final += 4 * h + 4
-    if norm_trains:
-        final += c * h
+    if liger:
+        final += (c * h + 4) if (final_grad or norm_trains) else 0
+    else:
+        final += (4 * h + 4) if final_grad else 0
+        final += c * h if norm_trains else 0
     if loss == "chunked":
         final += c * h  # TRL's copy of hidden_states[:, :-1]
     elif head_trains:
@@ -621,6 +666,8 @@ def estimate(
         "lora_roles": roles,
         "device": device,
         "padded": padded,
+        "attention": attention,
+        "liger": liger,
         "loss": loss,
         "shards": shards,
         "shard_weights": shard_weights,
@@ -669,7 +716,9 @@ def suggest(
 
     def fitting(method, gc, s=seq_len) -> tuple[int, Estimate] | None:
         for b in [batch_size, *_divisors_below(batch_size)]:
-            est = estimate(shape, method_cfg=method, batch_size=b, seq_len=s, gradient_checkpointing=gc, **estimate_kwargs)
+            est = estimate(
+                shape, method_cfg=method, batch_size=b, seq_len=s, gradient_checkpointing=gc, **estimate_kwargs
+            )
             if est.total <= available_bytes:
                 return b, est
         return None
@@ -737,6 +786,21 @@ def _cuda_bf16_supported() -> bool:
     return bool(torch.cuda.is_bf16_supported())
 
 
+def _kernels(cfg, shape: ModelShape, device: str, weight_bytes: int) -> tuple[str, bool]:
+    """The attention kernel and whether Liger's kernels run, decided as medft.models.resolve_attention
+    and medft.trainer.use_liger decide them (without importing torch)."""
+    import importlib.util
+
+    attention = str(_v(cfg.model.attn_implementation))
+    if attention == "auto":
+        flash = device == "cuda" and weight_bytes == 2 and importlib.util.find_spec("flash_attn") is not None
+        attention = "flash_attention_2" if flash else "sdpa"
+    setting = _get(cfg.train, "liger")
+    if setting is None:
+        setting = device == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+    return attention, bool(setting) and shape.model_type in LIGER_MODEL_TYPES
+
+
 def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **overrides) -> Estimate:
     """``estimate`` with the settings a composed config trains with on ``device``."""
     from medft.methods import resolve_lora_targets
@@ -751,6 +815,7 @@ def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **override
     bf16 = t.bf16 if t.bf16 is not None else bf16_ok
     compute = 2 if bf16 else weight_bytes
     targets = resolve_lora_targets(cfg.model, method.lora) if name in ("lora", "qlora") and method.lora else None
+    attention, liger = _kernels(cfg, shape, device, weight_bytes)
     launcher = cfg.get("launcher") if hasattr(cfg, "get") else None
     world = 1
     shard_weights = False
@@ -760,18 +825,20 @@ def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **override
         shard_weights = strategy in ("fsdp", "deepspeed_zero3")
         if strategy == "ddp":
             world = 1
-    kwargs = dict(
-        method_cfg=method,
-        batch_size=int(t.per_device_batch_size),
-        seq_len=int(t.max_length),
-        gradient_checkpointing=bool(gc),
-        weight_dtype_bytes=weight_bytes,
-        compute_dtype_bytes=compute,
-        lora_targets=targets,
-        device=device,
-        shards=world,
-        shard_weights=shard_weights,
-    )
+    kwargs = {
+        "method_cfg": method,
+        "batch_size": int(t.per_device_batch_size),
+        "seq_len": int(t.max_length),
+        "gradient_checkpointing": bool(gc),
+        "weight_dtype_bytes": weight_bytes,
+        "compute_dtype_bytes": compute,
+        "lora_targets": targets,
+        "device": device,
+        "attention": attention,
+        "liger": liger,
+        "shards": world,
+        "shard_weights": shard_weights,
+    }
     kwargs.update(overrides)
     return estimate(shape, **kwargs)
 
@@ -802,6 +869,8 @@ def check_fits(cfg, source, device_free_bytes: int) -> Estimate:
         compute_dtype_bytes=s["compute_dtype_bytes"],
         lora_targets=s["lora_roles"] or None,
         device=s["device"],
+        attention=s["attention"],
+        liger=s["liger"],
         shards=s["shards"],
         shard_weights=s["shard_weights"],
     )

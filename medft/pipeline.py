@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medft import rundir
 from medft.distributed import is_main_process
@@ -106,6 +106,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.resolved.yaml")
 
     source = _check_model_early(cfg)
+    memory = plan_memory(cfg, source)
 
     from medft.data.cache import prepare_data
 
@@ -137,7 +138,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
 
     model = models.load_model(cfg.model, cfg.method, device, source)
     packing, probe = packing_lib.decide_packing(cfg.train.packing, model, tokenizer, cfg.model.name)
-    gc = trainer_lib.use_gradient_checkpointing(cfg, device)
+    gc = trainer_lib.use_gradient_checkpointing(cfg, device, memory.get("checkpointing_needed"))
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
     params = methods.trainable_summary(model)
     log.info("trainable parameters: %s of %s (%.3f%%)", params["trainable_params"], params["total_params"],
@@ -167,6 +168,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             "liger": trainer_lib.use_liger(cfg, device),
             "tf32": trainer_lib.use_tf32(cfg, device),
             "dataloader_num_workers": cfg.train.dataloader_num_workers,
+            "memory_plan": memory or None,
         },
         **params,
     }
@@ -177,7 +179,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         has_eval = len(tokenized["validation"]) > 0
         flatten = packing and info["compute"]["attn_implementation"] == "flash_attention_2"
         report_to = ["wandb"] if wandb_run or (not main and getattr(cfg.logger.backend, "value", cfg.logger.backend) != "none") else []
-        args = trainer_lib.sft_config(cfg, run_dir, device, report_to, has_eval, flatten, packing=packing)
+        args = trainer_lib.sft_config(cfg, run_dir, device, report_to, has_eval, flatten, packing=packing,
+                                      gradient_checkpointing=gc)  # fmt: skip
         callbacks = checkpoints.callbacks(run_dir)
         stopper = callbacks[-1]
         if cfg.train.eval_benchmarks and cfg.train.eval_benchmarks_every > 0:
@@ -288,6 +291,42 @@ def check_objective(cfg: DictConfig) -> None:
     elif key not in METRIC_KEYS:
         raise ConfigError(f"objective={key} is not a training metric; use one of {', '.join(METRIC_KEYS)} "
                           f"or benchmarks.<name>.<metric>")  # fmt: skip
+
+
+def plan_memory(cfg: DictConfig, source, device: str | None = None, free_bytes: int | None = None) -> dict[str, Any]:
+    """On CUDA, before any weights load: refuse a run that cannot fit (one line, with settings
+    that do) and decide whether activations need checkpointing. Empty off CUDA."""
+    if not cfg.train.memory_check:
+        return {}
+    if device is None:
+        from medft.trainer import device_kind
+
+        device = device_kind()
+    if device != "cuda":
+        return {}
+    from medft import memplan
+
+    if free_bytes is None:
+        import torch
+
+        free_bytes = torch.cuda.mem_get_info()[0]
+    shape = memplan.shape_from_source(cfg.model, source)
+    needed = None
+    if cfg.train.gradient_checkpointing is None:
+        without = memplan.estimate_for_config(cfg, shape, device=device, gradient_checkpointing=False)
+        needed = without.total > 0.9 * free_bytes  # keep a margin for fragmentation
+        with open_dict(cfg):
+            cfg.train.gradient_checkpointing = needed  # what check_fits and the trainer then assume
+    try:
+        estimate = memplan.check_fits(cfg, source, free_bytes)
+    finally:
+        if needed is not None:
+            with open_dict(cfg):
+                cfg.train.gradient_checkpointing = None
+    log.info("memory plan: %s of %.1f GiB free", estimate.describe(), free_bytes / 2**30)
+    return {"estimate_gib": round(estimate.total / 2**30, 2), "free_gib": round(free_bytes / 2**30, 2),
+            "checkpointing_needed": needed, "breakdown_gib": {k: round(v / 2**30, 2) for k, v in
+                                                              estimate.breakdown().items()}}  # fmt: skip
 
 
 def _previous_run(cfg: DictConfig, run_dir: Path, resolved: dict) -> dict[str, Any]:

@@ -63,9 +63,11 @@ def use_group_by_length(cfg, packing: bool) -> bool:
     return _switch(cfg.train.group_by_length, not packing) and not packing
 
 
-def use_gradient_checkpointing(cfg, device: str) -> bool:
-    # Checkpointing trades compute for memory; on CPU memory is not the constraint.
-    return _switch(cfg.train.gradient_checkpointing, device == "cuda")
+def use_gradient_checkpointing(cfg, device: str, memory_needs: bool | None = None) -> bool:
+    """Checkpointing trades ~30 % more compute for memory: on CPU memory is not the constraint;
+    on CUDA it is on where the memory planner says the run needs it (else, unplanned, on)."""
+    default = device == "cuda" if memory_needs is None else memory_needs
+    return _switch(cfg.train.gradient_checkpointing, default)
 
 
 def _save_steps(t, save_strategy: str) -> int:
@@ -78,7 +80,7 @@ def _save_steps(t, save_strategy: str) -> int:
 
 def sft_config(
     cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool, flatten_packs: bool = False,
-    packing: bool = False,
+    packing: bool = False, gradient_checkpointing: bool | None = None,
 ):
     from trl import SFTConfig
 
@@ -89,7 +91,7 @@ def sft_config(
     save_strategy = "steps" if t.save_steps > 0 else t.save_strategy
     if t.load_best_model_at_end and has_eval:
         save_strategy = eval_strategy
-    gc = use_gradient_checkpointing(cfg, device)
+    gc = use_gradient_checkpointing(cfg, device) if gradient_checkpointing is None else gradient_checkpointing
     return SFTConfig(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,

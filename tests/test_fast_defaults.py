@@ -31,3 +31,25 @@ def test_explicit_attention_wins(compose):
 def test_liger_forced_where_it_cannot_run_is_one_line(compose, override):
     with pytest.raises(ConfigError, match=r"train\.liger=true needs"):
         trainer.use_liger(compose([override]), "cpu")
+
+
+def test_memory_plan_checkpoints_only_when_needed_and_refuses_what_cannot_fit(compose, tiny_source):
+    """The CUDA planning step, run with the GPU's free memory given (the estimate needs no GPU)."""
+    from medft import memplan
+    from medft.pipeline import plan_memory
+
+    cfg = compose(["train.per_device_batch_size=8", "train.max_length=1024"])
+    shape = memplan.shape_from_source(cfg.model, tiny_source)
+    without = memplan.estimate_for_config(cfg, shape, device="cuda", gradient_checkpointing=False).total
+    with_gc = memplan.estimate_for_config(cfg, shape, device="cuda", gradient_checkpointing=True).total
+    assert with_gc < without
+
+    ample = plan_memory(cfg, tiny_source, device="cuda", free_bytes=4 * without)
+    assert ample["checkpointing_needed"] is False
+    tight = plan_memory(cfg, tiny_source, device="cuda", free_bytes=int((with_gc + without) / 2 / 0.9))
+    assert tight["checkpointing_needed"] is True
+    assert cfg.train.gradient_checkpointing is None  # the config itself is left as composed
+    with pytest.raises(ConfigError, match=r"model=tiny method=lora needs ~.* GiB at train.per_device_batch_size=8 .* GiB free; "):
+        plan_memory(cfg, tiny_source, device="cuda", free_bytes=int(with_gc * 0.5))
+    assert plan_memory(cfg, tiny_source, device="cpu") == {}
+    assert plan_memory(compose(["train.memory_check=false"]), tiny_source, device="cuda", free_bytes=1) == {}
