@@ -123,35 +123,93 @@ def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_lengt
     return example
 
 
-def tokenize_splits(datasets, tokenizer, spec: TemplateSpec, max_length: int, progress: bool = True):
+def _tokenize_rows(tokenizer, spec: TemplateSpec, max_length: int, rows) -> tuple[dict, dict]:
+    kept = {"id": [], "input_ids": [], "labels": []}
+    stats = {"rows": len(rows), "kept": 0, "truncated": 0, "supervised_tokens": 0, "tokens": 0, "skipped": {}}
+    for row in rows:
+        try:
+            example = build_example(tokenizer, spec, row["messages"], max_length)
+        except RowError as err:
+            entry = stats["skipped"].setdefault(err.reason, {"count": 0, "examples": []})
+            entry["count"] += 1
+            if len(entry["examples"]) < 3:
+                entry["examples"].append(row["id"])
+            continue
+        kept["id"].append(row["id"])
+        kept["input_ids"].append(example["input_ids"])
+        kept["labels"].append(example["labels"])
+        stats["kept"] += 1
+        stats["truncated"] += int(example["truncated"])
+        stats["supervised_tokens"] += example["num_supervised"]
+        stats["tokens"] += len(example["input_ids"])
+    return kept, stats
+
+
+def _merge(parts: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+    """Chunks in their original order: the same rows, ids and counts as one pass."""
+    kept = {"id": [], "input_ids": [], "labels": []}
+    stats = {"rows": 0, "kept": 0, "truncated": 0, "supervised_tokens": 0, "tokens": 0, "skipped": {}}
+    for part_kept, part_stats in parts:
+        for key in kept:
+            kept[key].extend(part_kept[key])
+        for key in ("rows", "kept", "truncated", "supervised_tokens", "tokens"):
+            stats[key] += part_stats[key]
+        for reason, entry in part_stats["skipped"].items():
+            merged = stats["skipped"].setdefault(reason, {"count": 0, "examples": []})
+            merged["count"] += entry["count"]
+            merged["examples"] = (merged["examples"] + entry["examples"])[:3]
+    return kept, stats
+
+
+_WORKER: tuple | None = None  # (tokenizer, spec, max_length) inherited by forked workers
+
+
+def _tokenize_chunk(bounds: tuple[int, int]) -> tuple[dict, dict]:
+    tokenizer, spec, max_length, rows = _WORKER
+    return _tokenize_rows(tokenizer, spec, max_length, rows.select(range(*bounds)))
+
+
+PARALLEL_MIN_ROWS = 20_000
+CHUNK_ROWS = 2_000
+
+
+def tokenize_splits(datasets, tokenizer, spec: TemplateSpec, max_length: int, progress: bool = True,
+                    num_proc: int | None = None):  # fmt: skip
     """Tokenize every split; rows that cannot be trained on are counted by reason, not lost.
 
+    Large splits are tokenized by forked worker processes in ordered chunks (the tokenizer
+    is inherited, not pickled); ``num_proc=None`` uses every core from PARALLEL_MIN_ROWS rows.
     Returns the tokenized DatasetDict (columns ``input_ids``, ``labels``, ``id``) and a
     report ``{split: {rows, kept, truncated, supervised_tokens, skipped: {reason: {count, examples}}}}``.
     """
+    import multiprocessing
+    import os
+
     from datasets import Dataset, DatasetDict
     from tqdm.auto import tqdm
 
+    global _WORKER
     out, report = {}, {}
     for split, rows in datasets.items():
-        kept = {"id": [], "input_ids": [], "labels": []}
-        stats = {"rows": len(rows), "kept": 0, "truncated": 0, "supervised_tokens": 0, "tokens": 0, "skipped": {}}
-        for row in tqdm(rows, desc=f"tokenizing {split}", disable=not progress, leave=False):
+        procs = num_proc if num_proc is not None else (os.cpu_count() or 1) if len(rows) >= PARALLEL_MIN_ROWS else 1
+        chunks = [(i, min(i + CHUNK_ROWS, len(rows))) for i in range(0, len(rows), CHUNK_ROWS)]
+        bar = tqdm(total=len(rows), desc=f"tokenizing {split}", disable=not progress, leave=False)
+        parts = []
+        if procs > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods():
+            _WORKER = (tokenizer, spec, max_length, rows)
             try:
-                example = build_example(tokenizer, spec, row["messages"], max_length)
-            except RowError as err:
-                entry = stats["skipped"].setdefault(err.reason, {"count": 0, "examples": []})
-                entry["count"] += 1
-                if len(entry["examples"]) < 3:
-                    entry["examples"].append(row["id"])
-                continue
-            kept["id"].append(row["id"])
-            kept["input_ids"].append(example["input_ids"])
-            kept["labels"].append(example["labels"])
-            stats["kept"] += 1
-            stats["truncated"] += int(example["truncated"])
-            stats["supervised_tokens"] += example["num_supervised"]
-            stats["tokens"] += len(example["input_ids"])
+                with multiprocessing.get_context("fork").Pool(procs) as pool:
+                    for part in pool.imap(_tokenize_chunk, chunks):
+                        parts.append(part)
+                        bar.update(part[1]["rows"])
+            finally:
+                _WORKER = None
+        else:
+            for start, stop in chunks:
+                parts.append(_tokenize_rows(tokenizer, spec, max_length, rows.select(range(start, stop))))
+                bar.update(stop - start)
+        bar.close()
+        kept, stats = _merge(parts) if parts else _tokenize_rows(tokenizer, spec, max_length, [])
         out[split] = Dataset.from_dict(kept)
         report[split] = stats
     return DatasetDict(out), report

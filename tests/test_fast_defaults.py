@@ -53,3 +53,19 @@ def test_memory_plan_checkpoints_only_when_needed_and_refuses_what_cannot_fit(co
         plan_memory(cfg, tiny_source, device="cuda", free_bytes=int(with_gc * 0.5))
     assert plan_memory(cfg, tiny_source, device="cpu") == {}
     assert plan_memory(compose(["train.memory_check=false"]), tiny_source, device="cuda", free_bytes=1) == {}
+
+
+def test_parallel_tokenization_equals_one_pass(compose, tiny_tokenizer, monkeypatch):
+    from medft import labels
+    from medft.data.cache import prepare_data
+    from medft.templates import get_spec
+
+    datasets, _ = prepare_data(compose().data, progress=False)
+    spec = get_spec("exaone3_5")
+    serial, serial_report = labels.tokenize_splits(datasets, tiny_tokenizer, spec, 256, progress=False, num_proc=1)
+    monkeypatch.setattr(labels, "CHUNK_ROWS", 7)  # many chunks, so order and merging are exercised
+    forked, forked_report = labels.tokenize_splits(datasets, tiny_tokenizer, spec, 256, progress=False, num_proc=2)
+    assert serial_report == forked_report
+    assert serial_report["train"]["skipped"], "max_length 256 makes some rows unfit: their counting is merged too"
+    for split in serial:
+        assert serial[split].to_dict() == forked[split].to_dict()
