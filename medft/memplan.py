@@ -203,18 +203,9 @@ def shape_from_source(model_cfg, source=None) -> ModelShape:
             tied_embeddings=bool(arch.get("tie_word_embeddings", False)),
             model_type="llama",
         )
-    from transformers import AutoConfig
+    from medft.models import load_config
 
-    from medft.models import _unreachable, resolve_source
-
-    source = source or resolve_source(model_cfg)
-    try:
-        config = AutoConfig.from_pretrained(
-            source.location, revision=source.revision, trust_remote_code=source.trust_remote_code
-        )
-    except (OSError, ValueError) as err:
-        raise _unreachable(model_cfg, source, err) from err
-    return ModelShape.from_config(config)
+    return ModelShape.from_config(load_config(model_cfg, source))
 
 
 # --------------------------------------------------------------------------- method

@@ -186,17 +186,22 @@ def keep_4bit_layout_trainable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def num_decoder_layers(model_cfg, source: WeightsSource | None = None) -> int | None:
-    """Read the layer count from config.json alone (no weights), for early checks."""
+def load_config(model_cfg, source: WeightsSource | None = None):
+    """The model's config.json alone (no weights), for early checks and memory planning."""
     from transformers import AutoConfig
 
     source = source or resolve_source(model_cfg)
     try:
-        config = AutoConfig.from_pretrained(
+        return AutoConfig.from_pretrained(
             source.location, revision=source.revision, trust_remote_code=source.trust_remote_code
         )
     except (OSError, ValueError) as err:
         raise _unreachable(model_cfg, source, err) from err
+
+
+def num_decoder_layers(model_cfg, source: WeightsSource | None = None) -> int | None:
+    """Read the layer count from config.json alone (no weights), for early checks."""
+    config = load_config(model_cfg, source)
     for key in ("num_hidden_layers", "num_layers", "n_layer"):
         value = getattr(config, key, None)
         if isinstance(value, int):
