@@ -150,18 +150,16 @@ def load_model(ctx: Context, gradient_checkpointing: bool):
     return methods.apply_method(model, ctx.cfg.model, ctx.cfg.method, gradient_checkpointing=gradient_checkpointing)
 
 
+def _shared_args(ctx: Context, variant: str) -> dict:
+    """What (a) and (b) set; everything else stays at the library's default."""
+    return {"output_dir": str(ctx.workdir / variant), "max_steps": ctx.steps, "per_device_train_batch_size": ctx.batch,
+            "use_cpu": ctx.device == "cpu", "bf16": False, "report_to": "none"}  # fmt: skip
+
+
 def build_a(ctx: Context):
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    args = TrainingArguments(
-        output_dir=str(ctx.workdir / "a"),
-        max_steps=ctx.steps,
-        per_device_train_batch_size=ctx.batch,
-        use_cpu=ctx.device == "cpu",
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-    )
+    args = TrainingArguments(**_shared_args(ctx, "a"), save_strategy="no")
     model = load_model(ctx, gradient_checkpointing=False)
     ctx.recipes.setdefault("a", {
         "max_length": NAIVE_MAX_LENGTH, "padding": "max_length", "labels": "all non-pad tokens",
@@ -173,14 +171,7 @@ def build_a(ctx: Context):
 def build_b(ctx: Context):
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(
-        output_dir=str(ctx.workdir / "b"),
-        max_steps=ctx.steps,
-        per_device_train_batch_size=ctx.batch,
-        use_cpu=ctx.device == "cpu",
-        bf16=False,
-        report_to="none",
-    )
+    args = SFTConfig(**_shared_args(ctx, "b"))
     model = load_model(ctx, gradient_checkpointing=bool(args.gradient_checkpointing))
     ctx.recipes.setdefault("b", {
         key: getattr(args, key)
