@@ -47,17 +47,20 @@ def compose(overrides: list[str] | None = None):
 
 # ----------------------------------------------------------------------------- data
 
-# AI Hub 71762-like lengths, in characters (the tiny tokenizer is character-level, so
-# characters are tokens). No length distribution of AI Hub 71762 is publicly documented; a
-# real answer record that is public (HC-A-02781336) has num_of_words = 88 (어절). The answers shipped in
-# medft/samples/aihub have a median of 3.98 characters per counted word, so that answer is
-# about 350 characters long; it is taken as the median. The spreads and the question
-# median are assumptions, not measurements: answers log-normal with sigma 0.45 (a typical
-# 3-sentence intro/body/conclusion answer, 5th-95th percentile ~170-730 chars), questions
-# written by the public log-normal with median 60 characters and sigma 0.5.
-ANSWER_MEDIAN_CHARS = 350
+# AI Hub 71762-like lengths, in tokens of a real subword tokenizer. The tiny tokenizer is
+# character-level, so the generator writes one character per token it should cost; drawing
+# characters instead would make every row ~1.6x longer than a real model sees it and
+# understate padding. No length distribution of AI Hub 71762 is publicly documented; the one
+# public answer record (HC-A-02781336) has num_of_words = 88 (어절), and its published text
+# costs 2.47 tokens per word under the Llama 3 / 3.1 tokenizer (benchmarks/token_lengths.py
+# --text; 2.63 on the shipped answers), so the answer median is 88 x 2.47 = 217 tokens.
+# The spreads and the question median are assumptions, not measurements: answers log-normal
+# with sigma 0.45 (a 3-part intro/body/conclusion answer, 5th-95th percentile ~100-455
+# tokens), questions written by the public log-normal with a median of 60 characters = 41
+# tokens at the 1.47 characters per token of the shipped questions, sigma 0.5.
+ANSWER_MEDIAN_TOKENS = 217
 ANSWER_SIGMA = 0.45
-QUESTION_MEDIAN_CHARS = 60
+QUESTION_MEDIAN_TOKENS = 41
 QUESTION_SIGMA = 0.5
 MIN_CHARS, MAX_CHARS = 8, 4000
 
@@ -99,8 +102,8 @@ def korean_text(rng: random.Random, n_chars: int, syllables: list[str], end: str
 def synthetic_conversations(
     n: int,
     seed: int = 0,
-    answer_median: float = ANSWER_MEDIAN_CHARS,
-    question_median: float = QUESTION_MEDIAN_CHARS,
+    answer_median: float = ANSWER_MEDIAN_TOKENS,
+    question_median: float = QUESTION_MEDIAN_TOKENS,
 ):
     """``n`` user/assistant conversations in medft's record shape with AI Hub 71762-like lengths."""
     from datasets import Dataset

@@ -438,7 +438,7 @@ def planner_estimate(cfg, batch: int, seq: int, gc: bool):
     shape = shape_from_source(cfg.model)
     return estimate_for_config(
         cfg, shape, device="cpu", batch_size=batch, seq_len=seq, gradient_checkpointing=gc,
-        weight_dtype_bytes=4, compute_dtype_bytes=4,
+        weight_dtype_bytes=4, compute_dtype_bytes=4, loss="chunked",  # the measured step runs TRL's fused head
     )  # fmt: skip
 
 

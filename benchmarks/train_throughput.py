@@ -41,21 +41,21 @@ to S seconds for the others to go quiet and is measured again (``--retries``) wh
 took more than 10 % during it.
 
 ``--data synthetic`` (the default) generates seeded conversations of Hangul syllables from the
-tiny tokenizer's inventory, with question and answer lengths drawn from log-normals (see
-``benchmarks/_common.py``). No length distribution of AI Hub 71762 is publicly documented, so
-the log-normals are anchored on one public answer record (88 words, about 350 characters at the
-3.98 characters per word of the shipped samples), taken as the answer median; the spreads
-(sigma 0.45 for answers, median 60 characters and sigma 0.5 for questions) are assumptions.
-``--answer-median`` and ``--question-median`` change the medians. The tiny tokenizer is
-character-level, so characters are tokens; a subword tokenizer makes the same rows shorter.
-``--data sample`` uses the shipped samples (``data=sample``).
+tiny tokenizer's inventory, with question and answer lengths drawn from log-normals in tokens
+of a real subword tokenizer (see ``benchmarks/_common.py``): the tiny tokenizer is
+character-level, so each drawn token is written as one character. No length distribution of
+AI Hub 71762 is publicly documented, so the answer median is anchored on one public answer
+record (88 words at the 2.47 Llama 3 tokens per word measured by ``token_lengths.py``: 217
+tokens); the spreads and the question median (41 tokens) are assumptions.
+``--answer-median`` and ``--question-median`` change the medians.
+``--data sample`` uses the shipped samples (``data=sample``) at one token per character.
 
 Ratios (c)/(a) and (c)/(b) of supervised tokens/s are medians of the per-repeat ratios.
 
-Candidate default changes can be measured on (c) without editing medft (they are patched in
-this script, and the (c) settings line names them): ``--try-group-by-length`` (length-grouped
-batches), ``--try-plain-loss`` (transformers' cross-entropy instead of TRL's ``compute_loss``),
-``--try-pack-length N`` and ``--try-override key=value`` (a Hydra override for every variant).
+Candidate default changes can be measured on (c) without editing medft (the (c) settings
+line names them): ``--try-override key=value`` (a Hydra override, e.g. ``train.packing=true``
+or ``train.fused_loss=true``, applied to every variant's config) and ``--try-pack-length N``
+(packs of N tokens instead of ``train.max_length`` when packing is on).
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (  # benchmarks/ is on sys.path when run as a script
-    ANSWER_MEDIAN_CHARS,
-    QUESTION_MEDIAN_CHARS,
+    ANSWER_MEDIAN_TOKENS,
+    QUESTION_MEDIAN_TOKENS,
     OtherCpu,
     PeakRSS,
     StepMeter,
@@ -189,13 +189,14 @@ def build_c(ctx: Context):
 
     cfg = ctx.cfg
     model = models.load_model(cfg.model, cfg.method, ctx.device)
-    packing, _probe = packing_lib.decide_packing(cfg.train.packing, model, ctx.tokenizer, cfg.model.name)
+    attention = getattr(model.config, "_attn_implementation", None)
+    packing, _probe = packing_lib.decide_packing(cfg.train.packing, model, ctx.tokenizer, cfg.model.name, attention)
     gc = trainer_lib.use_gradient_checkpointing(cfg, ctx.device)
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
-    flatten = packing and getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
-    args = trainer_lib.sft_config(cfg, ctx.workdir / "c", ctx.device, [], has_eval=False, flatten_packs=flatten)
-    if ctx.tries.get("try_group_by_length"):
-        args.train_sampling_strategy = "group_by_length"  # batches of similar length: little padding
+    flatten = packing and attention == "flash_attention_2"
+    fused_loss = trainer_lib.use_fused_loss(cfg, ctx.device)
+    args = trainer_lib.sft_config(cfg, ctx.workdir / "c", ctx.device, [], has_eval=False, flatten_packs=flatten,
+                                  packing=packing, gradient_checkpointing=gc)  # fmt: skip
     rows = ctx.data["c"]
     if packing:
         rows = packing_lib.pack_rows(rows, cfg.train.max_length)
@@ -206,16 +207,8 @@ def build_c(ctx: Context):
         "logging_steps": args.logging_steps, "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
         **ctx.tries,
     })  # fmt: skip
-    trainer = trainer_lib.build_trainer(model, ctx.tokenizer, args, rows, None, data_collator=collator)
-    if ctx.tries.get("try_plain_loss"):
-        # transformers' own loss (the model's cross-entropy on labels) instead of TRL's fused LM head
-        # with its per-step entropy and token-accuracy metrics.
-        import types
-
-        from transformers import Trainer
-
-        trainer.compute_loss = types.MethodType(Trainer.compute_loss, trainer)
-    return trainer
+    return trainer_lib.build_trainer(model, ctx.tokenizer, args, rows, None, data_collator=collator,
+                                     fused_loss=fused_loss)  # fmt: skip
 
 
 BUILDERS = {"a": build_a, "b": build_b, "c": build_c}
@@ -263,10 +256,6 @@ def apply_tries(args, overrides: list[str]) -> dict:
         real = packing_lib.pack_rows
         packing_lib.pack_rows = lambda dataset, max_length: real(dataset, min(max_length, args.try_pack_length))
         tries["try_pack_length"] = args.try_pack_length
-    if args.try_group_by_length:
-        tries["try_group_by_length"] = True
-    if args.try_plain_loss:
-        tries["try_plain_loss"] = True
     for item in args.try_override:
         overrides.append(item)
         tries.setdefault("try_override", []).append(item)
@@ -366,10 +355,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=None, help="rows (packs for (c)) per batch; default train.*")
     parser.add_argument("--data", choices=("synthetic", "sample"), default="synthetic")
     parser.add_argument("--rows", type=int, default=None, help="synthetic conversations (default: enough for --steps)")
-    parser.add_argument("--answer-median", type=float, default=ANSWER_MEDIAN_CHARS,
-                        help="synthetic data: median answer length in characters (= tokens for tiny/small)")  # fmt: skip
-    parser.add_argument("--question-median", type=float, default=QUESTION_MEDIAN_CHARS,
-                        help="synthetic data: median question length in characters")  # fmt: skip
+    parser.add_argument("--answer-median", type=float, default=ANSWER_MEDIAN_TOKENS,
+                        help="synthetic data: median answer length in tokens of a real tokenizer")  # fmt: skip
+    parser.add_argument("--question-median", type=float, default=QUESTION_MEDIAN_TOKENS,
+                        help="synthetic data: median question length in tokens")  # fmt: skip
     parser.add_argument("--method", default=None, help="conf/method option for all variants (default: medft's)")
     parser.add_argument("--variants", default="abc", help="subset to run, e.g. 'ac' (ratios need all three)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -379,10 +368,6 @@ def parse_args(argv=None):
                         help="with --wait-idle: measure a variant again when others used > 10%% CPU during it")  # fmt: skip
     parser.add_argument("--try-pack-length", type=int, default=0,
                         help="experiment: (c) packs to this length instead of train.max_length")  # fmt: skip
-    parser.add_argument("--try-group-by-length", action="store_true",
-                        help="experiment: (c) samples batches of similar length (train_sampling_strategy)")  # fmt: skip
-    parser.add_argument("--try-plain-loss", action="store_true",
-                        help="experiment: (c) uses transformers' loss instead of TRL's compute_loss")  # fmt: skip
     parser.add_argument("--try-override", action="append", default=[],
                         help="experiment: a Hydra override applied to the config (all variants share it)")  # fmt: skip
     return parser.parse_args(argv)

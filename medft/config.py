@@ -239,9 +239,14 @@ class TrainConfig:
     # null = auto: medft decides per device (bf16 and checkpointing on for CUDA, off on CPU).
     bf16: Optional[bool] = None
     gradient_checkpointing: Optional[bool] = None
-    # Packing of whole rows (best fit) with per-row position ids; null = auto: on when a
-    # probe shows the model keeps packed rows apart.
+    # Packing of whole rows (best fit) with per-row position ids; null = auto: on with a
+    # variable-length attention kernel (flash attention) when a probe shows the model keeps
+    # packed rows apart, off otherwise (length-grouped batches are faster there).
     packing: Optional[bool] = None
+    # TRL's fused LM head + loss (chunked: never builds the tokens x vocab logits, adds
+    # entropy and token-accuracy metrics); null = auto: on with CUDA, where it saves memory;
+    # off on CPU, where the model's own cross-entropy is faster and lighter (measured).
+    fused_loss: Optional[bool] = None
     # Liger kernels (fused RMSNorm/RoPE/SwiGLU/cross-entropy); null = auto: on with CUDA when
     # liger-kernel is installed and the architecture is one it patches.
     liger: Optional[bool] = None

@@ -6,6 +6,13 @@ but remote-code models (EXAONE 3.5) bring their own attention code, which may no
 So instead of trusting a list of architectures, medft measures it: before training,
 one short row is run alone and packed behind another, and packing stays on only when
 its logits are the same.
+
+Packing pays only with a variable-length attention kernel (flash attention): there a pack
+of k rows costs what its rows cost alone. With sdpa or eager attention a pack is one
+sequence whose attention spans all k rows and is masked afterwards, so it does k times the
+attention work of its rows; measured on CPU (benchmarks/train_throughput.py) that costs more
+than the padding it saves, and length-grouped batches (train.group_by_length) are faster.
+So auto packs only where the kernel is variable-length; train.packing=true packs anyway.
 """
 
 from __future__ import annotations
@@ -57,9 +64,19 @@ def probe_isolation(model, tokenizer, tolerance: float | None = None) -> Isolati
     return IsolationProbe(diff, tolerance)
 
 
-def decide_packing(setting: bool | None, model, tokenizer, model_name: str) -> tuple[bool, IsolationProbe | None]:
-    """None (auto): pack when the probe shows isolation; True: pack, but refuse when rows would leak."""
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
+
+
+def decide_packing(
+    setting: bool | None, model, tokenizer, model_name: str, attention: str | None = None
+) -> tuple[bool, IsolationProbe | None]:
+    """None (auto): pack when the attention kernel is variable-length and the probe shows
+    isolation; True: pack, but refuse when rows would leak; False: never."""
     if setting is False:
+        return False, None
+    if setting is None and attention not in VARLEN_ATTENTION:
+        log.info("packing off: attention=%s has no variable-length kernel, so batches are grouped by length "
+                 "instead (train.packing=true packs anyway)", attention)  # fmt: skip
         return False, None
     probe = probe_isolation(model, tokenizer)
     if probe.isolated:

@@ -137,7 +137,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     _check_skip_ratio(label_report, cfg.data.max_skip_ratio)
 
     model = models.load_model(cfg.model, cfg.method, device, source)
-    packing, probe = packing_lib.decide_packing(cfg.train.packing, model, tokenizer, cfg.model.name)
+    attention = getattr(model.config, "_attn_implementation", None)
+    packing, probe = packing_lib.decide_packing(cfg.train.packing, model, tokenizer, cfg.model.name, attention)
     gc = trainer_lib.use_gradient_checkpointing(cfg, device, memory.get("checkpointing_needed"))
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
     params = methods.trainable_summary(model)
@@ -159,12 +160,13 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         "compute": {
             "bf16": trainer_lib.use_bf16(cfg, device),
             "gradient_checkpointing": gc,
-            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            "attn_implementation": attention,
             "weights_dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
             "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
             "packing": packing,
             "packing_probe_max_logit_diff": None if probe is None else probe.max_abs_diff,
             "group_by_length": trainer_lib.use_group_by_length(cfg, packing),
+            "fused_loss": trainer_lib.use_fused_loss(cfg, device),
             "liger": trainer_lib.use_liger(cfg, device),
             "tf32": trainer_lib.use_tf32(cfg, device),
             "dataloader_num_workers": cfg.train.dataloader_num_workers,
@@ -199,7 +201,14 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             tokenized["validation"].remove_columns(["id"]) if has_eval else None,
             callbacks=callbacks,
             data_collator=packing_lib.RowPackedCollator(tokenizer.pad_token_id) if packing and not flatten else None,
+            fused_loss=info["compute"]["fused_loss"],
         )
+        if not info["compute"]["fused_loss"] and not sft.model_accepts_loss_kwargs:
+            # The model cannot weight its loss across accumulation steps; TRL's loss does.
+            log.info("train.fused_loss: model=%s takes no num_items_in_batch, so TRL's fused loss is used", cfg.model.name)
+            info["compute"]["fused_loss"] = True
+            if main:
+                rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))
         _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
                    wandb_run)  # fmt: skip
         # Step-0 validation loss: the baseline every later number is read against. A resumed

@@ -8,6 +8,7 @@ where both slow training down, so both are decided here per device.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 
@@ -152,10 +153,64 @@ def sft_config(
     )
 
 
-def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks=(), data_collator=None):
+def use_fused_loss(cfg, device: str) -> bool:
+    """TRL's fused head keeps the tokens x vocab logits out of GPU memory; on CPU memory is
+    not the constraint and the plain cross-entropy was faster (benchmarks/train_throughput.py)."""
+    return _switch(cfg.train.fused_loss, device == "cuda")
+
+
+@functools.cache
+def _trainer_class():
+    """SFTTrainer with two changes the library has no switch for.
+
+    Loss: with ``fused_loss = False`` the model's own cross-entropy (``Trainer.compute_loss``)
+    replaces TRL's ``compute_loss``, which always runs the fused LM head and the per-step
+    entropy/accuracy metrics. The model's loss is token-weighted across gradient
+    accumulation only when the model takes ``num_items_in_batch``; a model that does not
+    (some remote code) keeps TRL's loss, which weights tokens itself.
+
+    Length-grouped order: transformers' ``LengthGroupedSampler`` draws its permutation from
+    the global torch RNG, so a resumed run (whose RNG state comes from the checkpoint) would
+    see the rows in another order than the run it continues. Here it is seeded by
+    (data seed, epoch) instead, like accelerate's seedable random sampler.
+    """
+    import torch
+    import transformers
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
-    return SFTTrainer(
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            self.generator.manual_seed(self.seed + epoch)
+
+    class MedftSFTTrainer(SFTTrainer):
+        fused_loss = True
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.fused_loss or not self.model_accepts_loss_kwargs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs["use_cache"] = False
+            return transformers.Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+            return sampler
+
+    return MedftSFTTrainer
+
+
+def build_trainer(
+    model, tokenizer, args, train_dataset, eval_dataset, callbacks=(), data_collator=None, fused_loss: bool = True
+):
+    trainer = _trainer_class()(
         model=model,
         args=args,
         data_collator=data_collator,
@@ -164,3 +219,5 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    trainer.fused_loss = fused_loss
+    return trainer

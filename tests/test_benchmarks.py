@@ -143,7 +143,7 @@ def test_synthetic_conversations_are_deterministic_korean_of_the_drawn_lengths(t
     again = _common.synthetic_conversations(40, seed=3)
     assert rows["messages"] == again["messages"]
     answers = [m[1]["content"] for m in rows["messages"]]
-    assert [len(a) for a in answers] == _common.lognormal_lengths(40, _common.ANSWER_MEDIAN_CHARS,
+    assert [len(a) for a in answers] == _common.lognormal_lengths(40, _common.ANSWER_MEDIAN_TOKENS,
                                                                    _common.ANSWER_SIGMA, seed=4)  # fmt: skip
     hangul = sum(1 for a in answers for ch in a if "\uac00" <= ch <= "\ud7a3")
     assert hangul / sum(len(a) for a in answers) > 0.7

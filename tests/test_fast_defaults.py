@@ -69,3 +69,70 @@ def test_parallel_tokenization_equals_one_pass(compose, tiny_tokenizer, monkeypa
     assert serial_report["train"]["skipped"], "max_length 256 makes some rows unfit: their counting is merged too"
     for split in serial:
         assert serial[split].to_dict() == forked[split].to_dict()
+
+
+def test_fused_loss_is_auto_per_device(compose):
+    cfg = compose()
+    assert not trainer.use_fused_loss(cfg, "cpu") and trainer.use_fused_loss(cfg, "cuda")
+    assert trainer.use_fused_loss(compose(["train.fused_loss=true"]), "cpu")
+    assert not trainer.use_fused_loss(compose(["train.fused_loss=false"]), "cuda")
+
+
+def test_model_loss_equals_trl_fused_loss_and_gradients(compose, tiny_tokenizer, tiny_source, tmp_path):
+    """The CPU default (the model's cross-entropy) trains exactly what TRL's fused head trains:
+    same loss and same gradients on a padded batch, token-weighted by num_items_in_batch."""
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from medft import labels, methods
+    from medft.data.cache import prepare_data
+    from medft.templates import get_spec
+
+    cfg = compose()
+    datasets, _ = prepare_data(cfg.data, progress=False)
+    tokenized, _ = labels.tokenize_splits(datasets, tiny_tokenizer, get_spec("exaone3_5"), 512, progress=False)
+    rows = tokenized["train"].remove_columns(["id"]).select(range(4))
+    batch = DataCollatorForLanguageModeling(pad_token_id=tiny_tokenizer.pad_token_id)(list(rows))
+    assert (batch["attention_mask"] == 0).any(), "the batch must be padded for the test to mean anything"
+    supervised = int((batch["labels"][:, 1:] != -100).sum())
+    results = {}
+    for fused in (True, False):
+        model = models.load_model(cfg.model, cfg.method, "cpu", tiny_source)
+        torch.manual_seed(0)  # same LoRA initialisation for both
+        model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=False)
+        model.eval()  # no dropout: both heads see the same activations
+        args = trainer.sft_config(cfg, tmp_path / str(fused), "cpu", [], False)
+        sft = trainer.build_trainer(model, tiny_tokenizer, args, rows, None, fused_loss=fused)
+        assert sft.fused_loss is fused
+        # Two accumulation steps' worth of tokens: the loss must divide by them, not by this batch.
+        loss = sft.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(2 * supervised))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results[fused] = (loss.item(), grads)
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5)
+    assert results[True][0] < 20 / 2  # half the token-mean cross-entropy: not the per-batch mean
+    worst = max((results[True][1][n] - results[False][1][n]).abs().max().item() for n in results[True][1])
+    assert worst < 1e-5
+
+
+def test_length_grouped_order_depends_on_seed_and_epoch_only(compose, tiny_tokenizer, tiny_source, tmp_path):
+    """A resumed run restores the RNG from its checkpoint; the row order must not depend on it."""
+    import torch
+    from datasets import Dataset
+
+    cfg = compose()
+    rows = Dataset.from_dict({"input_ids": [[5] * (3 + i % 17) for i in range(64)],
+                              "labels": [[5] * (3 + i % 17) for i in range(64)]})  # fmt: skip
+    model = models.load_model(cfg.model, cfg.method, "cpu", tiny_source)
+    sft = trainer.build_trainer(model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None)
+    orders = []
+    for rng_seed in (1, 2):
+        torch.manual_seed(rng_seed)
+        sampler = sft._get_train_sampler()
+        sampler.set_epoch(1)
+        orders.append(list(sampler))
+    assert orders[0] == orders[1]
+    sampler.set_epoch(2)
+    assert list(sampler) != orders[0]
+    lengths = [len(rows[i]["input_ids"]) for i in orders[0][:4]]
+    assert max(lengths) - min(lengths) <= 4, "a batch holds rows of similar length"

@@ -64,7 +64,7 @@ def _load_tiny(method: str, gc: bool = False, extra: list[str] | None = None):
 def _cpu_estimate(cfg, shape, batch, seq, gc):
     return memplan.estimate_for_config(
         cfg, shape, device="cpu", batch_size=batch, seq_len=seq, gradient_checkpointing=gc,
-        weight_dtype_bytes=4, compute_dtype_bytes=4,
+        weight_dtype_bytes=4, compute_dtype_bytes=4, loss="chunked",  # the measured step runs TRL's fused head
     )  # fmt: skip
 
 
@@ -318,3 +318,13 @@ def test_estimate_matches_cuda_max_memory_allocated(model_name, method, gc):
     est = memplan.estimate_for_config(cfg, memplan.shape_from_source(cfg.model), batch_size=batch, seq_len=seq,
                                       gradient_checkpointing=gc, liger=False)  # fmt: skip
     assert abs(est.peak_allocated / peak - 1) < TOLERANCE, (est.breakdown(), peak)
+
+
+def test_planner_follows_the_loss_head_the_run_uses():
+    """TRL's chunked head on CUDA by default; train.fused_loss=false plans the full logits."""
+    cfg = compose_config(["model=tiny"])
+    shape = memplan.shape_from_source(cfg.model)
+    assert memplan.estimate_for_config(cfg, shape, device="cuda").settings["loss"] == "chunked"
+    assert memplan.estimate_for_config(cfg, shape, device="cpu").settings["loss"] == "full"
+    plain = compose_config(["model=tiny", "train.fused_loss=false"])
+    assert memplan.estimate_for_config(plain, shape, device="cuda").settings["loss"] == "full"

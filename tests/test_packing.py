@@ -100,10 +100,20 @@ class _LeakyLM(torch.nn.Module):
 
 def test_probe_turns_packing_off_for_a_leaky_model_and_refuses_when_forced(tiny_tokenizer, tiny_model):
     leaky = _LeakyLM()
+    flash = "flash_attention_2"
     assert not packing.probe_isolation(leaky, tiny_tokenizer).isolated
-    assert packing.decide_packing(None, leaky, tiny_tokenizer, "leaky") == (False, packing.probe_isolation(leaky, tiny_tokenizer))
+    assert packing.decide_packing(None, leaky, tiny_tokenizer, "leaky", flash) == (
+        False, packing.probe_isolation(leaky, tiny_tokenizer))  # fmt: skip
     with pytest.raises(ConfigError, match=r"^train.packing=true but model=leaky lets packed rows attend"):
-        packing.decide_packing(True, leaky, tiny_tokenizer, "leaky")
-    on, probe = packing.decide_packing(None, tiny_model, tiny_tokenizer, "tiny")
+        packing.decide_packing(True, leaky, tiny_tokenizer, "leaky", "sdpa")
+    on, probe = packing.decide_packing(None, tiny_model, tiny_tokenizer, "tiny", flash)
     assert on and probe.isolated
     assert packing.decide_packing(False, tiny_model, tiny_tokenizer, "tiny") == (False, None)
+
+
+def test_auto_packs_only_with_a_variable_length_attention_kernel(tiny_tokenizer, tiny_model):
+    """sdpa/eager attend across a whole pack; auto leaves packing off there (and runs no probe)."""
+    for attention in ("sdpa", "eager", None):
+        assert packing.decide_packing(None, tiny_model, tiny_tokenizer, "tiny", attention) == (False, None)
+    on, probe = packing.decide_packing(True, tiny_model, tiny_tokenizer, "tiny", "sdpa")
+    assert on and probe.isolated
