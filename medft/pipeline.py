@@ -120,7 +120,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     import torch
     from transformers import set_seed
 
-    from medft import checkpoints, labels, methods, models, packing as packing_lib, tracking, trainer as trainer_lib
+    from medft import checkpoints, methods, models, packing as packing_lib, tokenized_cache, tracking, trainer as trainer_lib
     from medft.templates import get_spec
 
     set_seed(cfg.seed)
@@ -130,7 +130,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
                     torch.cuda.device_count(), torch.cuda.device_count())  # fmt: skip
     tokenizer = models.load_tokenizer(cfg.model, source)
     spec = get_spec(cfg.model.chat_template)
-    tokenized, label_report = labels.tokenize_splits(datasets, tokenizer, spec, cfg.train.max_length)
+    tokenized, label_report, data_report["tokenization_cache"] = tokenized_cache.tokenize_cached(
+        datasets, tokenizer, spec, cfg.train.max_length, cfg.data, data_report.get("fingerprint"))
     data_report["tokenization"] = label_report
     if main:
         rundir.write_json(run_dir / "data_report.json", data_report)

@@ -61,6 +61,8 @@ def test_default_run_offline_demo(tmp_path):
     # CPU: SDPA has no variable-length kernel, so batches are grouped by length instead of packed
     assert manifest["compute"]["packing"] is False and manifest["compute"]["group_by_length"] is True
     assert manifest["compute"]["fused_loss"] is False
+    tokenization_cache = json.loads((run_dir / "data_report.json").read_text())["tokenization_cache"]
+    assert tokenization_cache["key"], "the default run's tokenized splits are cacheable"
     preflight = json.loads((run_dir / "preflight.json").read_text())
     assert "packing off" in preflight["checks"]["packing_position_ids"]
 

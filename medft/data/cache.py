@@ -89,6 +89,8 @@ def save(entry: Path, datasets, report: dict) -> None:
         datasets.save_to_disk(str(staging / "dataset"))
         (staging / "data_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
         (staging / "complete").write_text("ok\n")
+        if (entry / "complete").is_file():
+            return  # another job (a parallel sweep) wrote the same entry first; readers may be on it
         if entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
         os.replace(staging, entry)
