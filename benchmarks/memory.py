@@ -38,8 +38,6 @@ dropout masks as float noise tensors, TRL's torch fold of the logits tiles) and 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc as pygc
 import json
 import os
 import subprocess
@@ -53,6 +51,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from _common import release_memory  # noqa: E402  (benchmarks/ is on sys.path when run or tested)
 
 MIB = 1 << 20
 
@@ -379,14 +379,6 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _release() -> None:
-    pygc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def child_rss(spec: dict) -> dict:
     """Run in a fresh process: warm-up step, free, then peak RSS growth during one step."""
     import torch
@@ -397,7 +389,7 @@ def child_rss(spec: dict) -> dict:
     batch = make_batch(model.config.vocab_size, spec["batch"], spec["seq"])
     optimizer = make_optimizer(model)
     train_step(model, optimizer, batch)
-    _release()
+    release_memory()
     static = storage_bytes(model.parameters()) + storage_bytes(optimizer_state_tensors(optimizer))
     start = peak = _rss()
     stop = threading.Event()
@@ -471,7 +463,7 @@ def measure_config(model_name: str, method: str, gc: bool, batch: int, seq: int,
     data = make_batch(model.config.vocab_size, batch, seq)
     measured = measure_tensors(model, data, gc)
     del model
-    _release()
+    release_memory()
     rss_result = run_child(overrides, gc, batch, seq) if rss else None
     est = planner_estimate(cfg, batch, seq, gc)
     return Row(
