@@ -52,29 +52,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from _common import release_memory  # noqa: E402  (benchmarks/ is on sys.path when run or tested)
+from _common import compose, offline_environment, release_memory  # noqa: E402  (benchmarks/ is on sys.path when run or tested)
 
 MIB = 1 << 20
 
 
 # ----------------------------------------------------------------------------- setup
-def compose(overrides: list[str]):
-    """Compose conf/train.yaml exactly as ``python -m medft.train`` does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from medft.config import CONF_DIR, register_schemas
-
-    register_schemas()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return hydra_compose("train", overrides=list(overrides))
-
-
-def offline() -> None:
-    for key, value in (("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1")):
-        os.environ.setdefault(key, value)
-
-
 def load_for_training(cfg, gradient_checkpointing: bool):
     """The model as medft trains it on this CPU: loaded, method applied, TRL's fused head added."""
     from medft.methods import apply_method
@@ -508,7 +491,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    offline()
+    offline_environment()
     import warnings
 
     warnings.filterwarnings("ignore")

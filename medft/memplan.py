@@ -777,10 +777,6 @@ def _cuda_bf16_supported() -> bool:
     return bool(torch.cuda.is_bf16_supported())
 
 
-def _switch_default(value, default: bool) -> bool:
-    return default if value is None else bool(value)
-
-
 def _kernels(cfg, shape: ModelShape, device: str, weight_bytes: int) -> tuple[str, bool]:
     """The attention kernel and whether Liger's kernels run, decided as medft.models.resolve_attention
     and medft.trainer.use_liger decide them (without importing torch)."""
@@ -799,6 +795,7 @@ def _kernels(cfg, shape: ModelShape, device: str, weight_bytes: int) -> tuple[st
 def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **overrides) -> Estimate:
     """``estimate`` with the settings a composed config trains with on ``device``."""
     from medft.methods import resolve_lora_targets
+    from medft.trainer import use_fused_loss
 
     t = cfg.train
     method = cfg.method
@@ -833,8 +830,7 @@ def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **override
         "liger": liger,
         "shards": world,
         "shard_weights": shard_weights,
-        # As medft.trainer.use_fused_loss decides: TRL's chunked head unless turned off.
-        "loss": "chunked" if _switch_default(_get(t, "fused_loss"), device == "cuda") else "full",
+        "loss": "chunked" if use_fused_loss(cfg, device) else "full",
     }
     kwargs.update(overrides)
     return estimate(shape, **kwargs)
