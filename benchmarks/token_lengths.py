@@ -66,7 +66,10 @@ def main(argv=None) -> dict:
     offline_environment()
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    except (OSError, ValueError) as err:
+        parser.exit(2, f"token_lengths: error: --tokenizer {args.tokenizer}: cannot load a tokenizer ({err})\n")
     groups = {"text": args.text} if args.text else texts_by_role(args.overrides)
     results = {}
     print(f"tokenizer: {args.tokenizer} ({len(tokenizer)} tokens)")

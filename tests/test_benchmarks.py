@@ -14,6 +14,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _common
 import mfu
+import token_lengths
 import train_throughput
 
 CONVERSATIONS = [
@@ -186,3 +187,22 @@ def test_train_throughput_smoke_prints_three_variants_and_ratios(capsys):
     assert medians["c"]["supervised_per_step"] < medians["c"]["real_per_step"]
     assert all(r > 0 and math.isfinite(r) for r in result["ratios"].values())
     assert result["recipes"]["b"]["packing"] is False
+
+
+def test_token_lengths_counts_chars_words_and_tokens(tiny_tokenizer, tmp_path, capsys):
+    tiny_tokenizer.save_pretrained(tmp_path / "tok")
+    texts = ["감기 증상이 있어요", "푹 쉬세요"]
+    results = token_lengths.main(["--tokenizer", str(tmp_path / "tok"), "--text", texts[0], "--text", texts[1]])
+    stats = results["text"]
+    tokens = [len(tiny_tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert stats["rows"] == 2 and stats["words"][0] == statistics.median([3, 2])
+    assert stats["chars"][0] == statistics.median([len(t) for t in texts])
+    assert stats["tokens_per_word"] == pytest.approx(sum(tokens) / 5)
+    assert "tok/word" in capsys.readouterr().out
+
+
+def test_token_lengths_refuses_a_missing_tokenizer_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        token_lengths.main(["--tokenizer", str(tmp_path / "missing"), "--text", "감기"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"token_lengths: error: --tokenizer {tmp_path / 'missing'}: cannot load")
