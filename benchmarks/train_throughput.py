@@ -1,11 +1,13 @@
 """Training throughput: medft's default recipe against a naive pad-to-512 Trainer and plain TRL.
 
-    .venv/bin/python benchmarks/train_throughput.py [--model tiny|small] [--repeats 3] [--steps 30]
+    .venv/bin/python benchmarks/train_throughput.py [--model tiny|small] [--repeats 3] [--steps N]
                                                      [--data synthetic|sample] [--method lora] [--wait-idle 120]
 
 Three recipes train the same model on the same conversations for the same number of
 optimizer steps with the same rows per batch, in one process, alternating (the order
-rotates every repeat so drift hits every variant alike):
+rotates every repeat so drift hits every variant alike). By default that is one epoch
+(``--rows`` / batch steps), so every variant meets its longest batch: peak memory is set
+there, and length-grouped batches meet it first while random ones meet it anywhere.
 
 (a) naive: each conversation rendered with the chat template, tokenized with padding and
     truncation to 512, labels = input_ids on every token (the prompt too, as the common
@@ -85,6 +87,7 @@ from _common import (  # benchmarks/ is on sys.path when run as a script
 )
 
 NAIVE_MAX_LENGTH = 512
+SYNTHETIC_ROWS = 480
 BUSY_SHARE = 0.1  # other processes above this share of the cores make a run "contended"
 VARIANTS = {
     "a": "naive pad-512 + Trainer",
@@ -326,7 +329,7 @@ def setup(model: str, data: str, steps: int, batch: int | None, warmup: int, met
     from medft.templates import get_spec
 
     overrides = [f"model={model}", f"data={data if data == 'sample' else 'sample'}", "logger=none",
-                 f"train.max_steps={steps}", "train.save_strategy=no"]  # fmt: skip
+                 "train.save_strategy=no"]  # fmt: skip
     if method:
         overrides.append(f"method={method}")
     if batch:
@@ -338,11 +341,13 @@ def setup(model: str, data: str, steps: int, batch: int | None, warmup: int, met
     validate(cfg)
     tokenizer = models.load_tokenizer(cfg.model)
     workdir = Path(tempfile.mkdtemp(prefix="medft-throughput-"))
-    ctx = Context(cfg, tokenizer, get_spec(cfg.model.chat_template), trainer_lib.device_kind(), steps,
+    ctx = Context(cfg, tokenizer, get_spec(cfg.model.chat_template), trainer_lib.device_kind(), steps or 0,
                   cfg.train.per_device_batch_size, warmup, workdir)  # fmt: skip
-    # Enough rows that no variant finishes an epoch inside the timed steps (packs hold several rows).
-    n_rows = rows or max(64, steps * ctx.batch * 4)
-    conversations = load_conversations(data, cfg, n_rows, **(lengths or {}))
+    conversations = load_conversations(data, cfg, rows or SYNTHETIC_ROWS, **(lengths or {}))
+    # One epoch by default: every variant then meets its longest batch, which is where peak
+    # memory is set (length-grouped batches put it first; random batches meet it anywhere).
+    ctx.steps = steps or max(1, len(conversations) // ctx.batch)
+    cfg.train.max_steps = ctx.steps
     return ctx, conversations
 
 
@@ -350,11 +355,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="a conf/model option built from config (tiny, small)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per variant and repeat")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps per variant and repeat (default: one epoch of the rows)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=1, help="steps left out of the timing")
     parser.add_argument("--batch", type=int, default=None, help="rows (packs for (c)) per batch; default train.*")
     parser.add_argument("--data", choices=("synthetic", "sample"), default="synthetic")
-    parser.add_argument("--rows", type=int, default=None, help="synthetic conversations (default: enough for --steps)")
+    parser.add_argument("--rows", type=int, default=None, help=f"synthetic conversations (default {SYNTHETIC_ROWS})")
     parser.add_argument("--answer-median", type=float, default=ANSWER_MEDIAN_TOKENS,
                         help="synthetic data: median answer length in tokens of a real tokenizer")  # fmt: skip
     parser.add_argument("--question-median", type=float, default=QUESTION_MEDIAN_TOKENS,

@@ -204,12 +204,6 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             data_collator=packing_lib.RowPackedCollator(tokenizer.pad_token_id) if packing and not flatten else None,
             fused_loss=info["compute"]["fused_loss"],
         )
-        if not info["compute"]["fused_loss"] and not sft.model_accepts_loss_kwargs:
-            # The model cannot weight its loss across accumulation steps; TRL's loss does.
-            log.info("train.fused_loss: model=%s takes no num_items_in_batch, so TRL's fused loss is used", cfg.model.name)
-            info["compute"]["fused_loss"] = True
-            if main:
-                rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))
         _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
                    wandb_run)  # fmt: skip
         # Step-0 validation loss: the baseline every later number is read against. A resumed

@@ -163,11 +163,14 @@ def use_fused_loss(cfg, device: str) -> bool:
 def _trainer_class():
     """SFTTrainer with two changes the library has no switch for.
 
-    Loss: with ``fused_loss = False`` the model's own cross-entropy (``Trainer.compute_loss``)
-    replaces TRL's ``compute_loss``, which always runs the fused LM head and the per-step
-    entropy/accuracy metrics. The model's loss is token-weighted across gradient
-    accumulation only when the model takes ``num_items_in_batch``; a model that does not
-    (some remote code) keeps TRL's loss, which weights tokens itself.
+    Loss: with ``fused_loss = False`` TRL's ``compute_loss`` (which always runs its fused LM
+    head and the per-step entropy/accuracy metrics) is replaced by the model's own forward
+    with the LM head fed only the supervised positions (``medft.supervised_head``) and
+    transformers' causal-LM cross-entropy on those, installed as ``compute_loss_func``.
+    Trainer then counts the supervised tokens of the whole accumulated batch and the loss
+    divides by them, whether or not the model takes ``num_items_in_batch`` itself. On that
+    path a right-padded batch also goes without its redundant padding mask
+    (``medft.causal_mask``); TRL's path counts its tokens from the mask, so it keeps it.
 
     Length-grouped order: transformers' ``LengthGroupedSampler`` draws its permutation from
     the global torch RNG, so a resumed run (whose RNG state comes from the checkpoint) would
@@ -178,6 +181,8 @@ def _trainer_class():
     import transformers
     from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
+
+    from medft import causal_mask, supervised_head
 
     class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         def __init__(self, batch_size: int, lengths: list[int], seed: int):
@@ -192,10 +197,14 @@ def _trainer_class():
         fused_loss = True
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.fused_loss or not self.model_accepts_loss_kwargs:
+            if self.fused_loss:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            inputs["use_cache"] = False
-            return transformers.Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            unwrapped = self.accelerator.unwrap_model(model)
+            inputs = causal_mask.without_redundant_padding_mask(inputs, unwrapped.config._attn_implementation)
+            with supervised_head.project_supervised_only(unwrapped.get_output_embeddings(), inputs["labels"]):
+                return transformers.Trainer.compute_loss(
+                    self, model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch
+                )
 
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
@@ -220,4 +229,8 @@ def build_trainer(
         callbacks=list(callbacks),
     )
     trainer.fused_loss = fused_loss
+    if not fused_loss:
+        from medft.supervised_head import supervised_cross_entropy
+
+        trainer.compute_loss_func = supervised_cross_entropy
     return trainer
