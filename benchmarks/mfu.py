@@ -15,7 +15,9 @@ machine's own matmul rate.
    6N estimate, so the figure understates the work of long packs a little. With a method
    that freezes weights (``--method lora``) the weight gradients of frozen matmuls are not
    computed, so the count becomes 2N (forward) + 2N (input gradients) + 2 x trainable params;
-   the default ``--method full`` trains everything, where that is exactly 6N.
+   the default ``--method full`` trains everything, where that is exactly 6N. The LM head's
+   share is counted for the supervised tokens only: training needs logits only there, and
+   medft's loss projects only those (``medft.supervised_head``; TRL's fused head on CUDA too).
 3. MFU = achieved / ceiling.
 """
 
@@ -64,12 +66,19 @@ def matmul_rate(size: int, repeats: int, device: str) -> dict:
             "flops": matmul_flops(size) / seconds}  # fmt: skip
 
 
-def param_counts(model) -> tuple[int, int]:
-    """(params in matmuls: all but the input embedding table, trainable params among them)."""
+def param_counts(model) -> dict:
+    """Params in matmuls, split into the LM head and the rest (the body), with the trainable
+    ones among each. The input embedding table is a lookup, not a matmul, unless it is tied
+    to the head."""
     embedding = model.get_input_embeddings().weight
-    matmul = sum(p.numel() for p in model.parameters() if p is not embedding)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad and p is not embedding)
-    return matmul, trainable
+    head = model.get_output_embeddings().weight
+    body = [p for p in model.parameters() if p is not embedding and p is not head]
+    return {
+        "body": sum(p.numel() for p in body),
+        "body_trainable": sum(p.numel() for p in body if p.requires_grad),
+        "head": head.numel(),
+        "head_trainable": head.numel() if head.requires_grad else 0,
+    }
 
 
 def main(argv=None) -> dict:
@@ -103,7 +112,7 @@ def main(argv=None) -> dict:
 
         def build_and_count(c):
             trainer = real_build(c)
-            counts["matmul"], counts["trainable"] = param_counts(trainer.model)
+            counts.update(param_counts(trainer.model))
             return trainer
 
         tt.BUILDERS["c"] = build_and_count
@@ -113,11 +122,16 @@ def main(argv=None) -> dict:
             tt.BUILDERS["c"] = real_build
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
-    per_token = training_flops_per_token(counts["matmul"], counts["trainable"])
-    achieved = per_token * run["real_tok_s"]
-    result = {"ceiling": ceiling, "run": run, "params_matmul": counts["matmul"], "params_trainable": counts["trainable"],
-              "flops_per_token": per_token, "achieved_flops": achieved, "mfu": achieved / ceiling["flops"]}  # fmt: skip
-    formula = "6N" if counts["trainable"] >= counts["matmul"] else "4N + 2N_trainable"
+    matmul = counts["body"] + counts["head"]
+    trainable = counts["body_trainable"] + counts["head_trainable"]
+    body_per_token = training_flops_per_token(counts["body"], counts["body_trainable"])
+    head_per_token = training_flops_per_token(counts["head"], counts["head_trainable"])
+    achieved = body_per_token * run["real_tok_s"] + head_per_token * run["supervised_tok_s"]
+    per_token = body_per_token + head_per_token
+    result = {"ceiling": ceiling, "run": run, "params_matmul": matmul, "params_trainable": trainable,
+              "params_head": counts["head"], "flops_per_token": per_token, "achieved_flops": achieved,
+              "mfu": achieved / ceiling["flops"]}  # fmt: skip
+    formula = "6N" if trainable >= matmul else "4N + 2N_trainable"
     recipe = ctx.recipes.get("c", {})
     print()
     print(f"machine: {machine_description()}")
@@ -126,9 +140,10 @@ def main(argv=None) -> dict:
     print(f"matmul ceiling ({size}x{size} {ceiling['dtype']}, median of {args.repeats}): "
           f"{ceiling['flops'] / 1e9:,.1f} GFLOP/s ({ceiling['seconds'] * 1e3:.1f} ms; other processes "
           f"{100 * ceiling['other_cpu']:.0f}% CPU)")  # fmt: skip
-    print(f"params in matmuls N = {counts['matmul']:,} (trainable {counts['trainable']:,}); "
-          f"FLOPs/token = {formula} = {per_token / 1e9:.3f} GFLOP")  # fmt: skip
-    print(f"training: {run['real_tok_s']:,.0f} non-pad tok/s, {run['s_per_step']:.2f} s/step, "
+    print(f"params in matmuls N = {matmul:,} (trainable {trainable:,}; LM head {counts['head']:,}); "
+          f"FLOPs/token = {formula} = {per_token / 1e9:.3f} GFLOP, the head's share on supervised tokens only")  # fmt: skip
+    print(f"training: {run['real_tok_s']:,.0f} non-pad tok/s ({run['supervised_tok_s']:,.0f} supervised), "
+          f"{run['s_per_step']:.2f} s/step, "
           f"pad {100 * run['pad_fraction']:.1f} %, other processes {100 * run['other_cpu']:.0f}% CPU")  # fmt: skip
     print(f"achieved: {achieved / 1e9:,.1f} GFLOP/s (attention scores not counted)")
     print(f"MFU = achieved / ceiling = {100 * result['mfu']:.1f} %")

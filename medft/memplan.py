@@ -22,8 +22,10 @@ What is counted, in bytes (``Estimate``):
   which patches a chunked LM head (``trl.kernels.ChunkedLogProbFunction``): the
   ``tokens x vocab`` logits are never materialized, only tiles of at most
   4096 x 32768 plus float32 gradient accumulators for the hidden states (and for lm_head
-  when it trains). ``loss="full"`` models the plain transformers loss instead: logits, a
-  float32 upcast, log-softmax and their gradients, 12 bytes per token x vocab at the peak.
+  when it trains). ``loss="full"`` models medft's plain loss instead (``train.fused_loss=false``,
+  ``medft.supervised_head``): logits, a float32 upcast, log-softmax and their gradients,
+  12 bytes per token x vocab at the peak. It projects only the supervised positions, so the
+  plan counts every position as supervised: the most a batch of that shape can take.
 - ``optimizer_step``: scratch of ``optimizer.step()`` (foreach AdamW on CUDA allocates one
   copy of the second moments), live when the activations are gone.
 - ``overhead``: CUDA context and allocator slack, kept apart so that

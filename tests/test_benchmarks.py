@@ -161,16 +161,24 @@ def test_mfu_flop_formulas():
     assert result["flops"] * result["seconds"] == pytest.approx(2 * 64**3)
 
 
-def test_mfu_param_count_leaves_out_the_input_embedding_only():
+def test_mfu_param_count_leaves_out_the_input_embedding_only_and_splits_off_the_head():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2))  # fmt: skip
+    def llama(tied: bool):
+        return LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                            num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied))  # fmt: skip
+
+    model = llama(tied=False)
     total = sum(p.numel() for p in model.parameters())
-    matmul, trainable = mfu.param_counts(model)
-    assert matmul == trainable == total - 50 * 16
+    counts = mfu.param_counts(model)
+    assert counts["head"] == counts["head_trainable"] == 50 * 16
+    assert counts["body"] == counts["body_trainable"] == total - 2 * 50 * 16
     model.model.layers.requires_grad_(False)
-    assert mfu.param_counts(model)[1] == 50 * 16 + 16  # lm_head + final norm
+    counts = mfu.param_counts(model)
+    assert (counts["body_trainable"], counts["head_trainable"]) == (16, 50 * 16)  # final norm; lm_head
+    tied = mfu.param_counts(llama(tied=True))
+    assert tied["head"] == 50 * 16, "a tied table is the head's matmul weight"
+    assert tied["body"] == sum(p.numel() for p in llama(tied=True).parameters()) - 50 * 16
 
 
 def test_train_throughput_smoke_prints_three_variants_and_ratios(capsys):
