@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import statistics
 import sys
 from types import SimpleNamespace
@@ -179,6 +180,16 @@ def test_mfu_param_count_leaves_out_the_input_embedding_only_and_splits_off_the_
     tied = mfu.param_counts(llama(tied=True))
     assert tied["head"] == 50 * 16, "a tied table is the head's matmul weight"
     assert tied["body"] == sum(p.numel() for p in llama(tied=True).parameters()) - 50 * 16
+
+
+def test_train_throughput_defaults_to_one_epoch():
+    """Peak memory is set by a variant's longest batch; one epoch makes every variant meet it."""
+    ctx, conversations = train_throughput.setup("tiny", "synthetic", None, None, 1, None, rows=48)
+    try:
+        assert len(conversations) == 48
+        assert ctx.steps == ctx.cfg.train.max_steps == 48 // ctx.batch
+    finally:
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
 
 
 def test_train_throughput_smoke_prints_three_variants_and_ratios(capsys):
