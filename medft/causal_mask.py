@@ -11,13 +11,24 @@ transformers drops the mask only when it is all ones; a right-padded training ba
 always has zeros, so the library's own check does not apply here.
 Kept as is: varlen kernels (flash-attention unpads the batch with the mask and skips
 the pads' compute), packed batches (they carry ``position_ids`` and no padding mask),
-left padding and any mask that is not 2-D.
+left padding, any mask that is not 2-D, and models whose modeling code is not
+transformers' own (remote code brings its own attention, so its handling of a missing
+mask is not assumed).
 """
 
 from __future__ import annotations
 
 # Attention implementations whose result at real positions is the same with the causal mask alone.
 CAUSAL_ONLY_SAFE = ("sdpa", "eager")
+
+
+def causal_only_attention(model) -> str | None:
+    """The attention implementation to hand ``without_redundant_padding_mask``: the model's
+    own where its modeling code ships with transformers, else None (the mask is kept)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not type(base).__module__.startswith("transformers."):
+        return None
+    return getattr(base.config, "_attn_implementation", None)
 
 
 def is_right_padded(attention_mask) -> bool:

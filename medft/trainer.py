@@ -200,7 +200,7 @@ def _trainer_class():
             if self.fused_loss:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             unwrapped = self.accelerator.unwrap_model(model)
-            inputs = causal_mask.without_redundant_padding_mask(inputs, unwrapped.config._attn_implementation)
+            inputs = causal_mask.without_redundant_padding_mask(inputs, causal_mask.causal_only_attention(unwrapped))
             with supervised_head.project_supervised_only(unwrapped.get_output_embeddings(), inputs["labels"]):
                 return transformers.Trainer.compute_loss(
                     self, model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch

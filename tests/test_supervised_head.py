@@ -62,6 +62,18 @@ def test_padding_mask_left_out_only_where_nothing_reads_the_pads():
     assert all("attention_mask" in k for k in kept)
 
 
+def test_only_transformers_own_attention_code_goes_without_the_mask(compose, tiny_source):
+    cfg = compose()
+    model = models.load_model(cfg.model, cfg.method, "cpu", tiny_source)
+    assert causal_mask.causal_only_attention(model) == "sdpa"
+
+    class RemoteCodeModel:  # what trust_remote_code loads: a class from the checkpoint's own module
+        config = model.config
+
+    RemoteCodeModel.__module__ = "transformers_modules.LGAI_EXAONE.modeling_exaone"
+    assert causal_mask.causal_only_attention(RemoteCodeModel()) is None
+
+
 @pytest.fixture
 def padded_batch(compose, tiny_tokenizer):
     """Four shipped conversations, tokenized with medft's labels and padded by TRL's collator."""
