@@ -245,7 +245,8 @@ class TrainConfig:
     packing: Optional[bool] = None
     # TRL's fused LM head + loss (chunked: never builds the tokens x vocab logits, adds
     # entropy and token-accuracy metrics); null = auto: on with CUDA, where it saves memory;
-    # off on CPU, where the model's own cross-entropy is faster and lighter (measured).
+    # off on CPU, where medft's plain loss (LM head on supervised positions only) is faster
+    # and lighter (measured).
     fused_loss: Optional[bool] = None
     # Liger kernels (fused RMSNorm/RoPE/SwiGLU/cross-entropy); null = auto: on with CUDA when
     # liger-kernel is installed and the architecture is one it patches.

@@ -154,8 +154,8 @@ def sft_config(
 
 
 def use_fused_loss(cfg, device: str) -> bool:
-    """TRL's fused head keeps the tokens x vocab logits out of GPU memory; on CPU memory is
-    not the constraint and the plain cross-entropy was faster (benchmarks/train_throughput.py)."""
+    """TRL's fused head keeps the tokens x vocab logits out of GPU memory; on CPU medft's plain
+    loss (``medft.supervised_head``) was faster and lighter (benchmarks/train_throughput.py)."""
     return _switch(cfg.train.fused_loss, device == "cuda")
 
 
