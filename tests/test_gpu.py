@@ -44,3 +44,31 @@ def test_cuda_fast_path_is_chosen_and_recorded(tmp_path):
     assert compute["tf32"] is (torch.cuda.get_device_capability()[0] >= 8)
     assert compute["attn_implementation"] in ("sdpa", "flash_attention_2")
     assert compute["liger"] is liger_available()
+
+
+def test_cuda_plain_loss_equals_the_models_own_in_bf16(tmp_path):
+    """train.fused_loss=false on CUDA: supervised-only head and no padding mask, same loss as the model's."""
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from medft import labels, methods, models, trainer
+    from medft.data.cache import prepare_data
+    from medft.templates import get_spec
+
+    cfg = compose_config(["model.dtype=bfloat16", "train.fused_loss=false"])
+    source = models.resolve_source(cfg.model)
+    tokenizer = models.load_tokenizer(cfg.model, source)
+    datasets, _ = prepare_data(cfg.data, progress=False)
+    tokenized, _ = labels.tokenize_splits(datasets, tokenizer, get_spec("exaone3_5"), 512, progress=False)
+    rows = tokenized["train"].remove_columns(["id"]).select(range(4))
+    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(list(rows))
+    batch = {k: v.cuda() for k, v in batch.items()}
+    model = models.load_model(cfg.model, cfg.method, "cuda", source)
+    model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=False).eval()
+    with torch.no_grad():
+        expected = model(**batch, use_cache=False).loss.item()
+    args = trainer.sft_config(cfg, tmp_path, "cuda", [], False)
+    sft = trainer.build_trainer(model, tokenizer, args, rows, None, fused_loss=False)
+    with torch.no_grad():
+        loss = sft.compute_loss(model, dict(batch)).item()
+    assert loss == pytest.approx(expected, rel=2e-2)  # bf16: the unmasked causal kernel rounds differently
