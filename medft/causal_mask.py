@@ -18,6 +18,8 @@ mask is not assumed).
 
 from __future__ import annotations
 
+from medft.labels import IGNORE_INDEX
+
 # Attention implementations whose result at real positions is the same with the causal mask alone.
 CAUSAL_ONLY_SAFE = ("sdpa", "eager")
 
@@ -43,7 +45,7 @@ def is_right_padded(attention_mask) -> bool:
 
 
 def _pads_unlabelled(attention_mask, labels) -> bool:
-    return labels is None or bool((labels[attention_mask == 0] == -100).all())
+    return labels is None or bool((labels[attention_mask == 0] == IGNORE_INDEX).all())
 
 
 def without_redundant_padding_mask(inputs: dict, attn_implementation: str | None) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-IGNORE_INDEX = -100
+from medft.labels import IGNORE_INDEX
 
 
 def next_token_mask(labels):

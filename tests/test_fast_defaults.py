@@ -79,7 +79,7 @@ def test_fused_loss_is_auto_per_device(compose):
 
 
 def test_model_loss_equals_trl_fused_loss_and_gradients(compose, tiny_tokenizer, tiny_source, tmp_path):
-    """The CPU default (the model's cross-entropy) trains exactly what TRL's fused head trains:
+    """The CPU default (medft's plain loss) trains exactly what TRL's fused head trains:
     same loss and same gradients on a padded batch, token-weighted by num_items_in_batch."""
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
