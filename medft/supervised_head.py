@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from medft.errors import ConfigError
 from medft.labels import IGNORE_INDEX
 
 
@@ -38,8 +39,8 @@ def project_supervised_only(head, labels):
     def keep_supervised(module, args):
         hidden = args[0]
         if hidden.dim() != 3 or tuple(hidden.shape[:2]) != tuple(mask.shape):
-            raise RuntimeError(
-                f"the LM head received hidden states of shape {tuple(hidden.shape)} for labels of shape "
+            raise ConfigError(
+                f"train.fused_loss=false: the LM head received hidden states of shape {tuple(hidden.shape)} for labels of shape "
                 f"{tuple(mask.shape)}; this model cannot score supervised positions only: set train.fused_loss=true"
             )
         return (hidden[mask.to(hidden.device)], *args[1:])
@@ -61,8 +62,8 @@ def supervised_cross_entropy(outputs, labels, num_items_in_batch=None):
     shifted = labels[:, 1:]
     targets = shifted[shifted != IGNORE_INDEX].to(logits.device)
     if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
-        raise RuntimeError(
-            f"expected logits for {targets.shape[0]} supervised positions, got shape {tuple(logits.shape)}; "
+        raise ConfigError(
+            f"train.fused_loss=false: expected logits for {targets.shape[0]} supervised positions, got shape {tuple(logits.shape)}; "
             "this model cannot score supervised positions only: set train.fused_loss=true"
         )
     logits = logits.float()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from medft import causal_mask, models, supervised_head, trainer
+from medft.errors import ConfigError
 
 
 def _labels(rows):
@@ -25,7 +26,7 @@ def test_a_head_that_gets_other_shapes_fails_with_the_switch_to_use():
 
     head = torch.nn.Linear(4, 3, bias=False)
     with supervised_head.project_supervised_only(head, _labels([[-100, 1, 2]])):
-        with pytest.raises(RuntimeError, match=r"train\.fused_loss=true"):
+        with pytest.raises(ConfigError, match=r"^train\.fused_loss=false: .*: set train\.fused_loss=true$"):
             head(torch.zeros(2, 4))  # 2-D: not the [batch, seq, hidden] the mask was made for
     assert head(torch.zeros(2, 4)).shape == (2, 3), "the hook is removed on exit"
 
