@@ -60,7 +60,7 @@ class MethodName(str, Enum):
 
 
 class LoraTarget(str, Enum):
-    """Which of the model's linear layers get adapters (names come from the model spec)."""
+    """Which block roles get adapters; medft.modeling.families finds their names on the loaded model."""
 
     all = "all"
     attention = "attention"
@@ -116,25 +116,19 @@ class GenerationDefaults:
 
 
 @dataclass
-class LoraTargets:
-    """The architecture's real module names, per block kind (EXAONE 3.5 differs from Llama)."""
-
-    attention: List[str] = MISSING
-    mlp: List[str] = MISSING
-
-
-@dataclass
 class ModelConfig:
     name: str = MISSING
     hub_id: Optional[str] = None
     revision: Optional[str] = None
     # A local copy (a folder with config.json and weights); wins over hub_id.
     path: Optional[str] = None
-    trust_remote_code: bool = False
+    # auto: transformers' own implementation when the installed release knows the checkpoint's
+    # model_type (EXAONE 3.5 since 5.24), the checkpoint's remote code only otherwise;
+    # true: always the remote code (at the pinned revision); false: never.
+    trust_remote_code: str = "auto"
     dtype: DType = DType.auto
     attn_implementation: Attention = Attention.sdpa
     chat_template: str = MISSING
-    lora_targets: LoraTargets = field(default_factory=LoraTargets)
     generation: GenerationDefaults = field(default_factory=GenerationDefaults)
     license: str = ""
     # Set only for `model=tiny`: build a random model of this shape instead of downloading.
@@ -197,7 +191,7 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.05
     target: LoraTarget = LoraTarget.all
-    # Explicit module names; when set, they replace the model spec's names for `target`.
+    # Explicit module names; when set, they replace the roles of `target`.
     target_modules: Optional[List[str]] = None
     use_rslora: bool = False
     use_dora: bool = False
@@ -314,6 +308,13 @@ class ChatConfig:
     port: int = 7860
 
 
+class MergeBase(str, Enum):
+    """The weights a QLoRA adapter is added to on export."""
+
+    dequantized = "dequantized"
+    original = "original"
+
+
 @dataclass
 class ExportConfig:
     """medft.export: merge adapters into the base and write a shippable model folder."""
@@ -327,6 +328,11 @@ class ExportConfig:
     push_to_hub: Optional[str] = None
     private: bool = True
     max_shard_size: str = "5GB"
+    # What a QLoRA adapter is merged into: dequantized = the NF4 weights it trained against, so the
+    # export is the trained model; original = the 16-bit checkpoint, off by the quantization error.
+    merge_base: MergeBase = MergeBase.dequantized
+    # Held-out rows on which the exported model's logits are compared with the trained model's (0: skip).
+    fidelity_rows: int = 4
 
 
 @dataclass
@@ -416,6 +422,9 @@ def bitsandbytes_available() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
+REMOTE_CODE_CHOICES = ("auto", "true", "false")
+
+
 def validate(cfg: DictConfig | Any) -> None:
     """Cross-field rules: raise one ConfigError naming the key and the fix."""
     method = cfg.method
@@ -444,6 +453,8 @@ def validate(cfg: DictConfig | Any) -> None:
             raise ConfigError(f"method.trainable_layers={k} must be a positive number of top decoder blocks to train")
     elif method.trainable_layers is not None:
         raise ConfigError(f"method.trainable_layers only applies to method=freeze, not method={name.value}")
+    if str(cfg.model.trust_remote_code).lower() not in REMOTE_CODE_CHOICES:
+        raise ConfigError(f"model.trust_remote_code={cfg.model.trust_remote_code} must be one of auto, true, false")
     if cfg.model.hub_id is None and cfg.model.path is None and cfg.model.tiny is None:
         raise ConfigError(f"model={cfg.model.name} names no weights: set model.hub_id or model.path")
     if not cfg.data.sources:

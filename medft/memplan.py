@@ -14,7 +14,8 @@ What is counted, in bytes (``Estimate``):
   float32, because PEFT's ``prepare_model_for_kbit_training`` upcasts every parameter that
   is not 4-bit. LoRA adapters are float32 (PEFT keeps them so under a 16-bit base).
 - ``gradients`` and ``optimizer``: one gradient and two AdamW moments per trainable
-  parameter, in that parameter's dtype (torch's AdamW keeps its state like the params).
+  parameter, in float32: trainable base weights keep float32 masters whatever the frozen
+  ones load in (torch's AdamW keeps its state like the params).
 - ``activations``: the tensors autograd saves for backward (derivation below), at the end
   of the forward pass; with gradient checkpointing, the checkpointed block inputs, and
   (``recompute``) one block's activations rebuilt at a time during backward.
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from medft.errors import ConfigError
+from medft.modeling import families
 
 GIB = 1 << 30
 
@@ -76,18 +78,9 @@ LIGER_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", 
                                "olmo2"})  # fmt: skip
 ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 
-ROLES = ("q", "k", "v", "o", "gate", "up", "down")
-# Module names of the supported families (Llama, EXAONE 3.5 remote code, SOLAR = Llama).
-_ROLE_NAMES = {
-    "q": ("q_proj",),
-    "k": ("k_proj",),
-    "v": ("v_proj",),
-    "o": ("o_proj", "out_proj"),
-    "gate": ("gate_proj", "c_fc_0", "w1"),
-    "up": ("up_proj", "c_fc_1", "w3"),
-    "down": ("down_proj", "c_proj", "w2"),
-}
-_NAME_TO_ROLE = {name: role for role, names in _ROLE_NAMES.items() for name in names}
+# Block roles and the module names they go by, from the one table in medft.modeling.families.
+ROLES = families.ROLES
+_NAME_TO_ROLE = families.NAME_TO_ROLE
 
 
 # --------------------------------------------------------------------------- shape
@@ -352,12 +345,14 @@ def _weight_bytes(shape: ModelShape, m: _Method, roles: Sequence[str], weight_by
         if m.dora:
             adapters += L * sum(linears[role][1] for role in roles)
         return base + 4 * adapters, adapters, 4 * adapters
+    trainable = shape.params
     if m.name == "freeze":
         trainable = min(m.trainable_layers, L) * shape.block_params
         if m.train_lm_head:
             trainable += shape.head_params or shape.embedding_params
-        return base, trainable, weight_bytes * trainable
-    return base, shape.params, weight_bytes * shape.params
+    # Trainable base weights are held in float32 whatever the frozen ones load in
+    # (medft.methods.keep_float32_masters); their gradients and moments are float32 too.
+    return base + max(0, 4 - weight_bytes) * trainable, trainable, 4 * trainable
 
 
 # Activations: tensors autograd saves for backward, per token, in a Llama-style block
@@ -597,6 +592,11 @@ def estimate(
         if m.is_lora:
             copies += graph_layers * sum(m.r * sum(shape.linear_shapes()[role]) for role in roles)
         activations += compute_dtype_bytes * copies
+    elif m.name in ("freeze", "full") and compute_dtype_bytes < 4 and not gradient_checkpointing:
+        # The float32 master weights of the trainable blocks are cast for autocast the same way
+        # (with checkpointing only the recomputed block's copies live at once).
+        graph_layers = sum(1 for saved in per_block if saved > 0)
+        activations += compute_dtype_bytes * graph_layers * shape.block_linear_params
     if m.name == "qlora":
         # bitsandbytes dequantizes one linear layer's weight at a time into the compute dtype.
         activations += compute_dtype_bytes * max(x * y for x, y in shape.linear_shapes().values())
@@ -794,9 +794,16 @@ def _kernels(cfg, shape: ModelShape, device: str, weight_bytes: int) -> tuple[st
     return attention, bool(setting) and shape.model_type in LIGER_MODEL_TYPES
 
 
+def _lora_roles_of(lora) -> tuple[str, ...]:
+    """The block roles a LoRA config adapts, before any model is loaded: explicit module
+    names through the family tables, else the target's roles."""
+    if lora.target_modules:
+        return lora_roles(list(lora.target_modules))
+    return families.roles_for_target(str(_v(lora.target)))
+
+
 def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **overrides) -> Estimate:
     """``estimate`` with the settings a composed config trains with on ``device``."""
-    from medft.methods import resolve_lora_targets
     from medft.trainer import use_fused_loss
 
     t = cfg.train
@@ -808,7 +815,7 @@ def estimate_for_config(cfg, shape: ModelShape, device: str = "cuda", **override
     weight_bytes = _dtype_bytes(cfg.model.dtype) or (2 if bf16_ok else 4)
     bf16 = t.bf16 if t.bf16 is not None else bf16_ok
     compute = 2 if bf16 else weight_bytes
-    targets = resolve_lora_targets(cfg.model, method.lora) if name in ("lora", "qlora") and method.lora else None
+    targets = _lora_roles_of(method.lora) if name in ("lora", "qlora") and method.lora else None
     attention, liger = _kernels(cfg, shape, device, weight_bytes)
     launcher = cfg.get("launcher") if hasattr(cfg, "get") else None
     world = 1

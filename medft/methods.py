@@ -10,6 +10,7 @@ from typing import Any
 
 from medft.config import LoraTarget, MethodName
 from medft.errors import ConfigError
+from medft.modeling import families
 
 log = logging.getLogger(__name__)
 
@@ -19,67 +20,22 @@ def _enum(value, kind):
 
 
 def find_decoder_layers(model) -> tuple[str, Any]:
-    """The model's own list of decoder blocks (``model.layers``, ``transformer.h``, ...).
-
-    Found structurally, never by hard-coded names: the ModuleList whose length equals
-    the config's layer count (the largest one, should several match).
-    """
-    import torch.nn as nn
-
-    config = getattr(model, "config", None)
-    expected = None
-    for key in ("num_hidden_layers", "num_layers", "n_layer"):
-        value = getattr(config, key, None)
-        if isinstance(value, int):
-            expected = value
-            break
-    candidates = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0 and (expected is None or len(module) == expected):
-            size = sum(p.numel() for p in module.parameters())
-            candidates.append((size, name, module))
-    if not candidates:
-        raise ConfigError(
-            f"method=freeze cannot find the decoder blocks of {type(model).__name__}; use method=lora or method=full"
-        )
-    _, name, layers = max(candidates, key=lambda c: c[0])
-    return name, layers
+    """The model's own list of decoder blocks (see medft.modeling.families)."""
+    return families.decoder_blocks(model)
 
 
-def resolve_lora_targets(model_cfg, lora_cfg) -> list[str]:
-    if lora_cfg.target_modules:
-        return list(lora_cfg.target_modules)
-    target = _enum(lora_cfg.target, LoraTarget)
-    names = model_cfg.lora_targets
-    if target is LoraTarget.attention:
-        return list(names.attention)
-    if target is LoraTarget.mlp:
-        return list(names.mlp)
-    return list(names.attention) + list(names.mlp)
-
-
-def _check_targets_matched(model, targets: list[str], model_name: str) -> None:
-    """PEFT accepts a target list where some names match nothing; an EXAONE model given
-    Llama names would silently train only part of what the user asked for."""
-    import torch.nn as nn
-
-    leaf_names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    leaf_names |= {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if type(m).__name__ == "Linear4bit"}
-    missing = [t for t in targets if t not in leaf_names]
-    if missing:
-        available = ", ".join(sorted(leaf_names - {"lm_head"}))
-        raise ConfigError(
-            f"method.lora targets {', '.join(missing)} match no linear layer of model={model_name}; "
-            f"its linear layers are: {available}"
-        )
+def resolve_lora_targets(model, model_cfg, lora_cfg) -> list[str]:
+    """Leaf names for PEFT, resolved on the loaded model: explicit ``target_modules`` win."""
+    target = _enum(lora_cfg.target, LoraTarget).value
+    explicit = list(lora_cfg.target_modules) if lora_cfg.target_modules else None
+    return families.lora_target_names(model, target, explicit, model_cfg.name)
 
 
 def _apply_lora(model, model_cfg, method_cfg, gradient_checkpointing: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     lora = method_cfg.lora
-    targets = resolve_lora_targets(model_cfg, lora)
-    _check_targets_matched(model, targets, model_cfg.name)
+    targets = resolve_lora_targets(model, model_cfg, lora)
     if _enum(method_cfg.name, MethodName) is MethodName.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     config = LoraConfig(
@@ -111,8 +67,7 @@ def _apply_freeze(model, model_cfg, method_cfg):
     if method_cfg.train_lm_head:
         head = model.get_output_embeddings()
         head.weight.requires_grad_(True)
-        inputs = model.get_input_embeddings()
-        if inputs is not None and inputs.weight is head.weight:
+        if families.describe(model).tied_lm_head:
             log.warning(
                 "model=%s ties lm_head to the input embeddings: training lm_head trains the embeddings too",
                 model_cfg.name,
@@ -121,15 +76,67 @@ def _apply_freeze(model, model_cfg, method_cfg):
     return model
 
 
+def keep_float32_masters(model) -> int:
+    """Hold every trainable parameter in float32, whatever dtype the frozen weights have.
+
+    AdamW writing into bfloat16 weights rounds away most updates at fine-tuning learning
+    rates (an update below 2^-8 of the weight is lost), so base weights that train (freeze,
+    full) and adapters keep float32 copies; the forward runs under bf16/fp16 autocast
+    (medft.trainer.mixed_precision). TRL casts QLoRA adapters to bfloat16 when it builds the
+    trainer, so this runs again after that. Returns the number of parameters upcast.
+    """
+    import torch
+
+    upcast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+            upcast += param.numel()
+    return upcast
+
+
+def align_input_dtypes(model) -> int:
+    """Without autocast, let float32 trainable blocks and 16-bit frozen ones meet: each decoder
+    block and the LM head casts its floating-point inputs to its own weights' dtype, so the
+    trainable part computes in float32 and sees every update of its master weights (under bf16
+    autocast an update below bf16 resolution stays invisible to the forward until it adds up).
+    Used where no autocast runs (CPU, or train.bf16=false). Returns the number of hooks."""
+    import torch
+
+    def cast_to(dtype):
+        def cast(value):
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
+                return value.to(dtype)
+            if isinstance(value, tuple):
+                return tuple(cast(v) for v in value)
+            return value
+
+        def hook(module, args, kwargs):
+            return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+        return hook
+
+    modules = [*families.decoder_blocks(model)[1], model.get_output_embeddings()]
+    dtypes = {next(m.parameters()).dtype for m in modules}
+    if len(dtypes) < 2:
+        return 0
+    for module in modules:
+        module.register_forward_pre_hook(cast_to(next(module.parameters()).dtype), with_kwargs=True)
+    return len(modules)
+
+
 def apply_method(model, model_cfg, method_cfg, gradient_checkpointing: bool = False):
-    """Return the model ready to train under the method; only intended parameters require grad."""
+    """Return the model ready to train under the method; only intended parameters require grad,
+    and those are float32."""
     name = _enum(method_cfg.name, MethodName)
     if name in (MethodName.lora, MethodName.qlora):
-        return _apply_lora(model, model_cfg, method_cfg, gradient_checkpointing)
-    if name is MethodName.freeze:
-        return _apply_freeze(model, model_cfg, method_cfg)
-    for param in model.parameters():
-        param.requires_grad_(True)
+        model = _apply_lora(model, model_cfg, method_cfg, gradient_checkpointing)
+    elif name is MethodName.freeze:
+        model = _apply_freeze(model, model_cfg, method_cfg)
+    else:
+        for param in model.parameters():
+            param.requires_grad_(True)
+    keep_float32_masters(model)
     return model
 
 

@@ -44,8 +44,55 @@ def resolve_source(model_cfg) -> WeightsSource:
                 f"model.path={model_cfg.path} has no config.json; point it at a folder holding a downloaded copy "
                 f"of {model_cfg.hub_id or 'the model'} (config.json, tokenizer and safetensors weights)"
             )
-        return WeightsSource(str(path), None, bool(model_cfg.trust_remote_code), True)
-    return WeightsSource(model_cfg.hub_id, model_cfg.revision, bool(model_cfg.trust_remote_code), False)
+        return WeightsSource(str(path), None, wants_remote_code(model_cfg, str(path), None), True)
+    remote = wants_remote_code(model_cfg, model_cfg.hub_id, model_cfg.revision)
+    return WeightsSource(model_cfg.hub_id, model_cfg.revision, remote, False)
+
+
+def _config_dict(location: str, revision: str | None) -> dict | None:
+    """config.json as plain data (local folder or the hub cache), or None when unreachable."""
+    import json
+
+    local = Path(location) / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text(encoding="utf-8"))
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(location, "config.json", revision=revision)).read_text(encoding="utf-8"))
+    except Exception:  # offline, gated, missing: the weights load reports it in one line
+        return None
+
+
+def native_model_type(model_type: str | None) -> bool:
+    """Whether the installed transformers implements this model_type itself."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type is not None and model_type in CONFIG_MAPPING_NAMES
+
+
+def wants_remote_code(model_cfg, location: str, revision: str | None) -> bool:
+    """``model.trust_remote_code``: true/false as said; auto runs the checkpoint's own code only
+    when the installed transformers does not implement its model_type."""
+    setting = str(model_cfg.trust_remote_code).lower()
+    if setting in ("true", "false"):
+        return setting == "true"
+    config = _config_dict(location, revision)
+    if config is None:
+        return False
+    return not native_model_type(config.get("model_type")) and bool(config.get("auto_map"))
+
+
+def model_code(model) -> str:
+    """Which code runs the model, for the manifest and the model card."""
+    from medft.modeling.families import describe
+
+    try:
+        return describe(model).describe_code()
+    except ConfigError:
+        native = type(model).__module__.startswith("transformers.")
+        where = "transformers' native implementation" if native else "the checkpoint's remote code"
+        return f"{type(model).__name__} ({where})"
 
 
 def _unreachable(model_cfg, source: WeightsSource, err: Exception) -> ConfigError:
@@ -67,6 +114,10 @@ def load_tokenizer(model_cfg, source: WeightsSource | None = None):
         )
     except (OSError, ValueError) as err:
         raise _unreachable(model_cfg, source, err) from err
+    except Exception as err:  # the checkpoint's own code, imported for its config
+        if not source.trust_remote_code:
+            raise
+        raise remote_code_failed(model_cfg, source, err) from err
     vocab = tokenizer.get_vocab()
     missing = [t for t in (spec.end_of_turn, *spec.special_tokens) if t not in vocab]
     if missing:
@@ -136,8 +187,6 @@ def resolve_attention(model_cfg, device: str) -> str:
 
 def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None = None) -> Any:
     """The causal LM, quantized when the method asks for it."""
-    from transformers import AutoModelForCausalLM
-
     source = source or resolve_source(model_cfg)
     kwargs: dict[str, Any] = {
         "revision": source.revision,
@@ -148,11 +197,32 @@ def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None 
     quant = quantization_config(method_cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
+        # Each worker of a multi-GPU job puts its 4-bit copy on its own GPU.
+        kwargs["device_map"] = {"": local_rank()} if device == "cuda" else {"": "cpu"}
+    if source.trust_remote_code:
+        model = _load_remote_code(model_cfg, source, kwargs)
+    else:
+        model = _from_pretrained(model_cfg, source, kwargs)
+    if quant is None and device != "cpu":
+        model.to(f"cuda:{local_rank()}" if device == "cuda" else device)
+    if quant is not None and device == "cpu":
+        keep_4bit_layout_trainable(model)
+    return model
+
+
+def local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _from_pretrained(model_cfg, source: WeightsSource, kwargs: dict):
+    from transformers import AutoModelForCausalLM
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
     except (ImportError, RuntimeError, NotImplementedError) as err:
-        if quant is None:
+        if "quantization_config" not in kwargs or source.trust_remote_code:
             raise
         raise ConfigError(
             f"method=qlora: 4-bit bitsandbytes cannot run on this machine ({type(err).__name__}: "
@@ -165,11 +235,54 @@ def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None 
                 "use model.attn_implementation=sdpa"
             ) from err
         raise _unreachable(model_cfg, source, err) from err
-    if quant is None and device != "cpu":
-        model.to(device)
-    if quant is not None and device == "cpu":
-        keep_4bit_layout_trainable(model)
+
+
+def _load_remote_code(model_cfg, source: WeightsSource, kwargs: dict):
+    """The checkpoint's own modeling code, asked for with model.trust_remote_code=true.
+
+    Hub code is written against the transformers release of its day and breaks on later
+    ones (EXAONE 3.5's calls create_causal_mask with arguments 5.24 no longer takes), at
+    import or only at the first forward; both are tried here so the failure is one line
+    that names the native path, not a traceback halfway into training.
+    """
+    try:
+        model = _from_pretrained(model_cfg, source, kwargs)
+        _first_forward(model)
+    except ConfigError:
+        raise
+    except Exception as err:  # whatever the checkpoint's code raises
+        raise remote_code_failed(model_cfg, source, err) from err
     return model
+
+
+def remote_code_failed(model_cfg, source: WeightsSource, err: Exception) -> ConfigError:
+    """One line for a checkpoint whose own code cannot run here, naming the way out."""
+    native = native_model_type((_config_dict(source.location, source.revision) or {}).get("model_type"))
+    fix = (
+        "transformers implements this model natively: set model.trust_remote_code=auto"
+        if native
+        else "upgrade transformers or pin model.revision to code written for this release"
+    )
+    detail = str(err).splitlines()[0][:160] if str(err) else ""
+    return ConfigError(
+        f"model={model_cfg.name}: the checkpoint's remote code ({source.describe()}) fails on transformers "
+        f"{_transformers_version()} ({type(err).__name__}: {detail}); {fix}"
+    )
+
+
+def _first_forward(model) -> None:
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3]], device=device), attention_mask=torch.ones(1, 3, dtype=torch.long,
+              device=device), use_cache=False)  # fmt: skip
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
 
 
 def keep_4bit_layout_trainable(model) -> None:
@@ -196,7 +309,13 @@ def load_config(model_cfg, source: WeightsSource | None = None):
             source.location, revision=source.revision, trust_remote_code=source.trust_remote_code
         )
     except (OSError, ValueError) as err:
+        if source.trust_remote_code and source.is_local:
+            raise remote_code_failed(model_cfg, source, err) from err
         raise _unreachable(model_cfg, source, err) from err
+    except Exception as err:  # the checkpoint's own configuration code
+        if not source.trust_remote_code:
+            raise
+        raise remote_code_failed(model_cfg, source, err) from err
 
 
 def num_decoder_layers(model_cfg, source: WeightsSource | None = None) -> int | None:

@@ -138,10 +138,16 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     _check_skip_ratio(label_report, cfg.data.max_skip_ratio)
 
     model = models.load_model(cfg.model, cfg.method, device, source)
+    weights_dtype = models.torch_dtype(cfg.model.dtype, device)
+    model_code = models.model_code(model)
+    log.info("model: %s", model_code)
     attention = getattr(model.config, "_attn_implementation", None)
     packing, probe = packing_lib.decide_packing(cfg.train.packing, model, tokenizer, cfg.model.name, attention)
     gc = trainer_lib.use_gradient_checkpointing(cfg, device, memory.get("checkpointing_needed"))
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
+    autocast = trainer_lib.use_bf16(cfg, device) or trainer_lib.use_fp16(cfg, device)
+    if not autocast and MethodName(cfg.method.name) in (MethodName.freeze, MethodName.full):
+        methods.align_input_dtypes(model)
     params = methods.trainable_summary(model)
     log.info("trainable parameters: %s of %s (%.3f%%)", params["trainable_params"], params["total_params"],
              params["trainable_percent"])  # fmt: skip
@@ -154,6 +160,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         "group": group,
         "device": device,
         "model_source": source.describe(),
+        "model_code": model_code,
         "wandb": None if wandb_run is None else {"id": wandb_run.id, "mode": tracking.resolve_mode(cfg.logger.mode),
                                                  "project": cfg.logger.project},  # fmt: skip
         "data_fingerprint": data_report.get("fingerprint"),
@@ -162,7 +169,9 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             "bf16": trainer_lib.use_bf16(cfg, device),
             "gradient_checkpointing": gc,
             "attn_implementation": attention,
-            "weights_dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
+            "fp16": trainer_lib.use_fp16(cfg, device),
+            "weights_dtype": str(weights_dtype).removeprefix("torch."),
+            "trainable_dtype": "float32",
             "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
             "packing": packing,
             "packing_probe_max_logit_diff": None if probe is None else probe.max_abs_diff,
@@ -225,7 +234,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         # train() starts a fresh trainer state, so the step-0 evaluation is added back here.
         history = ([{**initial_eval, "epoch": 0.0, "step": 0}] if initial_eval else []) + list(sft.state.log_history)
 
-        artifact_dir = _save(sft, model, tokenizer, cfg, run_dir)
+        artifact_dir = _save(sft, model, tokenizer, cfg, run_dir, weights_dtype)
         metrics = {
             "train_loss": _final_value(sft.state.log_history, "loss"),
             "train_loss_first": next((h["loss"] for h in sft.state.log_history if "loss" in h), None),
@@ -381,8 +390,9 @@ def _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, packed_row
         wandb_run.summary.update({f"preflight/{k}": v for k, v in summary["checks"].items()})
 
 
-def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
-    """Adapters for LoRA/QLoRA, the whole model for freeze/full; safetensors only."""
+def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path, weights_dtype) -> Path:
+    """Adapters for LoRA/QLoRA (float32, as trained), the whole model for freeze/full in the
+    dtype it loaded in (its float32 master weights rounded once, at the end); safetensors only."""
     is_adapter = MethodName(cfg.method.name) in (MethodName.lora, MethodName.qlora)
     target = run_dir / ("adapter" if is_adapter else "model")
     if getattr(sft, "is_fsdp_enabled", False) or getattr(sft, "is_deepspeed_enabled", False):
@@ -392,6 +402,8 @@ def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path) -> Path:
         return target
     if not is_main_process():
         return target
+    if not is_adapter:
+        model.to(weights_dtype)
     # save_pretrained rather than Trainer.save_model, which also pickles training_args.bin.
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)

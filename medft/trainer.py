@@ -29,10 +29,20 @@ def _switch(value: bool | None, default: bool) -> bool:
     return default if value is None else bool(value)
 
 
+def _weights_dtype(cfg) -> str:
+    return str(getattr(cfg.model.dtype, "value", cfg.model.dtype))
+
+
 def use_bf16(cfg, device: str) -> bool:
+    """bf16 autocast: auto on GPUs that have it."""
     import torch
 
     return _switch(cfg.train.bf16, device == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def use_fp16(cfg, device: str) -> bool:
+    """fp16 autocast (with loss scaling) on GPUs for weights loaded in float16, unless bf16 is on."""
+    return device == "cuda" and _weights_dtype(cfg) == "float16" and not use_bf16(cfg, device)
 
 
 def use_tf32(cfg, device: str) -> bool:
@@ -108,7 +118,7 @@ def sft_config(
         max_grad_norm=t.max_grad_norm,
         optim=t.optim,
         bf16=use_bf16(cfg, device),
-        fp16=False,
+        fp16=use_fp16(cfg, device),
         tf32=use_tf32(cfg, device) or None,
         use_liger_kernel=use_liger(cfg, device),
         train_sampling_strategy="group_by_length" if use_group_by_length(cfg, packing) else "random",
@@ -216,9 +226,20 @@ def _trainer_class():
     return MedftSFTTrainer
 
 
+def use_one_device_per_process(args) -> None:
+    """Never nn.DataParallel: a single process that sees several GPUs would be wrapped in it
+    by the Trainer (n_gpu = visible GPUs), silently multiplying the batch and the loss
+    bookkeeping. medft's way to use several GPUs is one worker per GPU
+    (launcher.nproc_per_node), which the pipeline's warning names."""
+    args.device  # noqa: B018  (sets the device count first, so the value below is not overwritten)
+    if getattr(args, "_n_gpu", 1) > 1:
+        args._n_gpu = 1
+
+
 def build_trainer(
     model, tokenizer, args, train_dataset, eval_dataset, callbacks=(), data_collator=None, fused_loss: bool = True
 ):
+    use_one_device_per_process(args)  # before the Trainer sizes its batches by n_gpu
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -229,6 +250,10 @@ def build_trainer(
         callbacks=list(callbacks),
     )
     trainer.fused_loss = fused_loss
+    # TRL casts QLoRA adapters to bfloat16 (trainer construction); medft trains them in float32.
+    from medft.methods import keep_float32_masters
+
+    keep_float32_masters(model)
     if not fused_loss:
         from medft.supervised_head import supervised_cross_entropy
 

@@ -48,7 +48,7 @@ def _run_expecting(monkeypatch, tmp_path, overrides, fragment):
 def test_clean_run_passes_every_check(tmp_path):
     run_training(compose_config(FAST), JobInfo(run_dir=tmp_path / "run"))
     summary = json.loads((tmp_path / "run" / "preflight.json").read_text())
-    assert set(summary["checks"]) == {"supervised_tokens", "end_of_turn_supervised", "single_bos",
+    assert set(summary["checks"]) == {"supervised_tokens", "end_of_turn_supervised", "leading_bos",
                                       "template_matches_model", "packing_position_ids", "lora_coverage"}
     assert not any(v.startswith("FAILED") for v in summary["checks"].values())
 
@@ -74,7 +74,8 @@ def test_end_of_turn_not_supervised(monkeypatch, tmp_path):
 def test_double_bos(monkeypatch, tmp_path):
     _map_first_row(monkeypatch, lambda row: {**row, "input_ids": [1, 1, *row["input_ids"]],
                                              "labels": [-100, -100, *row["labels"]]})  # fmt: skip
-    _run_expecting(monkeypatch, tmp_path, [], "starts with BOS twice")
+    message = _run_expecting(monkeypatch, tmp_path, [], "preflight leading_bos: row ")
+    assert "starts with 2 BOS ([BOS]), the model's own usage gives 0" in message
 
 
 def test_pad_equal_to_eos_masking_the_end_of_turn(monkeypatch, tmp_path):
@@ -135,8 +136,11 @@ def test_packing_without_position_ids(monkeypatch, tmp_path):
 
 
 def test_lora_targets_missing_the_mlp(monkeypatch, tmp_path):
-    """Llama-style MLP names on a model that calls them otherwise: PEFT wraps only attention."""
-    monkeypatch.setattr(methods, "_check_targets_matched", lambda *a, **k: None)
-    message = _run_expecting(monkeypatch, tmp_path, ["model.lora_targets.mlp=[c_fc_0,c_fc_1,c_proj]"],
-                             "preflight lora_coverage: LoRA adapters matched no mlp module")  # fmt: skip
-    assert "c_fc_0" in message
+    """Adapters that reach only the attention (a name table that misses the MLP) fail the audit."""
+    from medft.modeling import families
+
+    real = families.lora_target_names
+    monkeypatch.setattr(families, "lora_target_names",
+                        lambda model, target, explicit, name: real(model, "attention", explicit, name))  # fmt: skip
+    message = _run_expecting(monkeypatch, tmp_path, [], "preflight lora_coverage: LoRA adapters cover 0 of 4 gate")
+    assert "gate_proj" in message and "method.lora.target=all" in message

@@ -46,21 +46,29 @@ def test_default_composition_is_the_offline_demo():
 
 
 @pytest.mark.parametrize(
-    "model, hub_id, remote, attention",
+    "model, hub_id",
     [
-        ("exaone", "LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct", True, ["q_proj", "k_proj", "v_proj", "out_proj"]),
-        ("exaone_2.4b", "LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct", True, ["q_proj", "k_proj", "v_proj", "out_proj"]),
-        ("llama", "meta-llama/Llama-3.1-8B-Instruct", False, ["q_proj", "k_proj", "v_proj", "o_proj"]),
-        ("solar", "upstage/SOLAR-10.7B-Instruct-v1.0", False, ["q_proj", "k_proj", "v_proj", "o_proj"]),
+        ("exaone", "LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct"),
+        ("exaone_2.4b", "LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct"),
+        ("llama", "meta-llama/Llama-3.1-8B-Instruct"),
+        ("solar", "upstage/SOLAR-10.7B-Instruct-v1.0"),
     ],
 )
-def test_real_model_specs(model, hub_id, remote, attention):
+def test_real_model_specs(model, hub_id):
+    """Every spec pins a revision and leaves the code path to auto (native where transformers has it);
+    module names come from the loaded model, not from the spec."""
     m = compose_config([f"model={model}"]).model
-    assert m.hub_id == hub_id and m.trust_remote_code is remote
+    assert m.hub_id == hub_id and m.trust_remote_code == "auto"
     assert len(m.revision) == 40 and int(m.revision, 16) >= 0, "revision must be a pinned commit"
-    assert list(m.lora_targets.attention) == attention
-    if model.startswith("exaone"):
-        assert list(m.lora_targets.mlp) == ["c_fc_0", "c_fc_1", "c_proj"]
+    assert "lora_targets" not in m
+
+
+def test_trust_remote_code_takes_only_auto_true_false():
+    cfg = compose_config(["model.trust_remote_code=maybe"])
+    with pytest.raises(ConfigError, match=r"^model.trust_remote_code=maybe must be one of auto, true, false$"):
+        validate(cfg)
+    for value in ("true", "false", "auto"):
+        validate(compose_config([f"model.trust_remote_code={value}"]))
 
 
 @pytest.mark.parametrize(

@@ -104,15 +104,88 @@ def test_lora_targets_that_match_nothing_fail_naming_the_real_layers(tiny_source
     assert "out_proj, c_fc_0 match no linear layer of model=tiny" in message and "o_proj" in message
 
 
-@pytest.mark.parametrize("target, expected", [("attention", {"q_proj", "k_proj", "v_proj", "o_proj"}),
-                                              ("mlp", {"gate_proj", "up_proj", "down_proj"})])
-def test_lora_target_groups_use_the_model_specs_names(target, expected):
+class _LgAttention(torch.nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (torch.nn.Linear(h, h, bias=False) for _ in range(4))
+
+
+class _LgBlock(torch.nn.Module):
+    """The module tree of LG's EXAONE 3.5 remote code: attn.attention.*, mlp.c_fc_0/c_fc_1/c_proj."""
+
+    def __init__(self, h):
+        super().__init__()
+        self.ln_1, self.ln_2 = torch.nn.LayerNorm(h), torch.nn.LayerNorm(h)
+        self.attn = torch.nn.Module()
+        self.attn.attention = _LgAttention(h)
+        self.mlp = torch.nn.Module()
+        self.mlp.c_fc_0, self.mlp.c_fc_1 = torch.nn.Linear(h, 2 * h, bias=False), torch.nn.Linear(h, 2 * h, bias=False)
+        self.mlp.c_proj = torch.nn.Linear(2 * h, h, bias=False)
+
+
+class ExaoneForCausalLM(torch.nn.Module):
+    def __init__(self, layers=3, h=8, tied=True):
+        super().__init__()
+        self.config = type("Config", (), {"num_layers": layers})()
+        self.transformer = torch.nn.Module()
+        self.transformer.wte = torch.nn.Embedding(32, h)
+        self.transformer.h = torch.nn.ModuleList(_LgBlock(h) for _ in range(layers))
+        self.lm_head = torch.nn.Linear(h, 32, bias=False)
+        if tied:
+            self.lm_head.weight = self.transformer.wte.weight
+
+    def get_input_embeddings(self):
+        return self.transformer.wte
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+
+def test_families_read_lg_remote_code_names_from_the_loaded_model():
+    from medft.modeling import families
+
+    family = families.describe(ExaoneForCausalLM())
+    assert family.blocks_path == "transformer.h" and family.num_blocks == 3
+    assert family.role_names == {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj", "gate": "c_fc_0",
+                                 "up": "c_fc_1", "down": "c_proj"}  # fmt: skip
+    assert family.tied_lm_head and not family.native
+    assert families.lora_target_names(ExaoneForCausalLM(), "mlp", None, "x") == ["c_fc_0", "c_fc_1", "c_proj"]
+
+
+@pytest.mark.parametrize("target, expected", [("attention", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+                                              ("mlp", ["gate_proj", "up_proj", "down_proj"]),
+                                              ("all", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                       "down_proj"])])  # fmt: skip
+def test_lora_target_roles_resolve_on_the_native_model(tiny_source, target, expected):
+    from medft.models import load_model
+    from medft.modeling import families
+
     cfg = compose_config(["method=lora", f"method.lora.target={target}"])
-    assert set(methods.resolve_lora_targets(cfg.model, cfg.method.lora)) == expected
-    exaone = compose_config(["model=exaone", "method=lora", f"method.lora.target={target}"])
-    names = set(methods.resolve_lora_targets(exaone.model, exaone.method.lora))
-    assert names == ({"q_proj", "k_proj", "v_proj", "out_proj"} if target == "attention" else {"c_fc_0", "c_fc_1", "c_proj"})
-    assert MethodName(cfg.method.name) is MethodName.lora
+    model = load_model(cfg.model, cfg.method, "cpu", tiny_source)
+    assert methods.resolve_lora_targets(model, cfg.model, cfg.method.lora) == expected
+    family = families.describe(model)
+    assert family.native and family.blocks_path == "model.layers" and not family.tied_lm_head
+
+
+def test_a_role_the_model_lacks_fails_naming_its_real_layers():
+    from medft.modeling import families
+
+    model = ExaoneForCausalLM()
+    for block in model.transformer.h:
+        del block.mlp.c_fc_1
+    with pytest.raises(ConfigError, match=r"^method.lora roles up match no linear layer of model=x .*c_fc_0"):
+        families.lora_target_names(model, "all", None, "x")
+
+
+def test_trainable_base_weights_are_float32_over_bfloat16_frozen_ones():
+    model = ExaoneForCausalLM(tied=False).to(torch.bfloat16)
+    cfg = compose_config(["method=freeze", "method.trainable_layers=1"])
+    methods.apply_method(model, cfg.model, cfg.method)
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert {n for n, d in dtypes.items() if d == torch.float32} == {n for n, p in model.named_parameters()
+                                                                    if p.requires_grad}  # fmt: skip
+    assert dtypes["transformer.h.0.mlp.c_proj.weight"] == torch.bfloat16
+    assert dtypes["transformer.h.2.mlp.c_proj.weight"] == torch.float32 and dtypes["lm_head.weight"] == torch.float32
 
 
 def test_qlora_gradients_survive_an_evaluation_on_cpu(tiny_source):

@@ -1,0 +1,1 @@
+"""Loading models and reading facts about the loaded object."""
