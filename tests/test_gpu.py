@@ -72,3 +72,15 @@ def test_cuda_plain_loss_equals_the_models_own_in_bf16(tmp_path):
     with torch.no_grad():
         loss = sft.compute_loss(model, dict(batch)).item()
     assert loss == pytest.approx(expected, rel=2e-2)  # bf16: the unmasked causal kernel rounds differently
+
+
+def test_cuda_freeze_in_bf16_keeps_float32_masters(tmp_path, monkeypatch):
+    """On CUDA (bf16 autocast): the top blocks train as float32 masters and nearly every element moves."""
+    from test_precision import _freeze_run
+
+    metrics, caught = _freeze_run(tmp_path, monkeypatch, "bfloat16")
+    matrices = {n: w for n, w in caught["trained"].items() if w.dim() == 2 and n.startswith("model.layers.")}
+    assert all(w.dtype.is_floating_point and w.element_size() == 4 for w in matrices.values())
+    moved = sum(int((w.cpu() != caught["start"][n].float().cpu()).sum()) for n, w in matrices.items())
+    assert moved / sum(w.numel() for w in matrices.values()) >= 0.9
+    assert metrics["eval_loss"] < metrics["eval_loss_initial"]
