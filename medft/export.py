@@ -1,21 +1,35 @@
 """python -m medft.export run=<run dir> [merge=true] [push_to_hub=<repo>] [export.dtype=bfloat16]
 
-Merges a run's LoRA adapter into its base (a 4-bit base is reloaded in 16 bit first, since
-4-bit weights cannot absorb an adapter), saves safetensors shards, the tokenizer with the
-training chat template and a model card. The hub token is read from HF_TOKEN and is never
-written anywhere.
+Merges a run's LoRA adapter into its base (a QLoRA adapter into the dequantized NF4 weights it
+trained against, unless export.merge_base=original), saves safetensors shards, the tokenizer
+with the training chat template, a model card and export.json, which records how far the
+exported model's logits are from the trained model's. The hub token is read from HF_TOKEN and
+is never written anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from medft.cli import check_overrides, fail, user_errors
 from medft.errors import ConfigError
 
+log = logging.getLogger("medft")
+
 SHORTHANDS = {"merge": "export.merge", "push_to_hub": "export.push_to_hub", "output": "export.output"}
+EXPORT_JSON = "export.json"
+
+
+@dataclass
+class Exported:
+    folder: Path
+    info: dict[str, Any]  # what export.json holds
 
 
 def expand_shorthands(argv: list[str]) -> list[str]:
@@ -36,37 +50,83 @@ def _compose(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
-def export_run(run_dir: Path, export_cfg) -> Path:
-    """Write the shippable folder and return it."""
-    import torch  # noqa: F401  (dtype lookups below)
-    from omegaconf import OmegaConf
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _measure_reference(run_dir: Path, cfg, tokenizer, rows: int):
+    """The held-out inputs and the trained model's logits on them, before any merged model loads."""
+    from medft import merge
 
-    from medft import model_card, models
+    if rows == 0:
+        return [], "", None
+    inputs, name = merge.fidelity_inputs(cfg, tokenizer, rows)
+    log.info("export: trained model's logits on %d %s row(s)", len(inputs), name)
+    return inputs, name, merge.trained_logits(run_dir, inputs)
+
+
+def _load_exported(cfg, artifact: Path, is_adapter: bool, merge_base, dtype: str):
+    """The model to ship: an adapter merged into its base, or a freeze/full run's weights, in ``dtype``."""
+    from transformers import AutoModelForCausalLM
+
+    from medft import merge, models
+
+    if not is_adapter:
+        log.info("export: loading the trained weights in %s", dtype)
+        return AutoModelForCausalLM.from_pretrained(str(artifact), dtype=models.torch_dtype(dtype, "cpu"))
+    log.info("export: merging the adapter into the %s base weights in %s", merge_base.value, dtype)
+    return merge.merged_model(cfg, artifact, merge_base, dtype)
+
+
+def _fidelity(model, inputs: list, inputs_name: str, reference):
+    """How far the exported model's logits are from the trained model's; None when not measured."""
+    from medft import merge
+
+    if reference is None:
+        return None
+    diff = merge.max_logit_diff(reference, merge.logits(model, inputs))
+    log.info("export: max |logit difference| to the trained model %.4g", diff)
+    return merge.Fidelity(round(diff, 6), len(inputs), sum(map(len, inputs)), inputs_name)
+
+
+def _write(out: Path, model, tokenizer, info: dict, run_dir: Path, cfg, max_shard_size: str) -> None:
+    from medft import model_card
+    from medft.rundir import write_json
+
+    log.info("export: writing %s", out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
+    tokenizer.save_pretrained(out)
+    write_json(out / EXPORT_JSON, info)
+    card = model_card.render(run_dir, cfg, merged=info["merged"], dtype=info["dtype"], export=info)
+    (out / "README.md").write_text(card, encoding="utf-8")
+
+
+def export_run(run_dir: Path, export_cfg) -> Exported:
+    """Write the shippable folder; merging is a one-off, so it runs on CPU, the larger memory pool."""
+    from transformers import AutoTokenizer
+
+    from medft import merge
     from medft.runs import load_run_config, run_artifact
 
     cfg = load_run_config(run_dir)
     artifact, is_adapter = run_artifact(run_dir)
-    dtype = getattr(export_cfg.dtype, "value", export_cfg.dtype)
-    out = Path(export_cfg.output) if export_cfg.output else run_dir / "merged"
-    tokenizer = AutoTokenizer.from_pretrained(str(artifact))
     if is_adapter and not export_cfg.merge:
         raise ConfigError("merge=false on a LoRA run: the adapter is already in adapter/; use merge=true to ship a model")
-    device = "cpu"  # merging is a one-off; CPU memory is the larger pool
-    base_spec = OmegaConf.merge(cfg.model, {"dtype": dtype})
-    if is_adapter:
-        from peft import PeftModel
-
-        sixteen_bit = OmegaConf.create({"name": "full"})  # no quantization: merge into real weights
-        base = models.load_model(base_spec, sixteen_bit, device)
-        model = PeftModel.from_pretrained(base, str(artifact)).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(artifact), dtype=models.torch_dtype(dtype, device))
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True, max_shard_size=export_cfg.max_shard_size)
-    tokenizer.save_pretrained(out)
-    (out / "README.md").write_text(model_card.render(run_dir, cfg, merged=is_adapter, dtype=dtype), encoding="utf-8")
-    return out
+    if export_cfg.fidelity_rows < 0:
+        raise ConfigError(f"export.fidelity_rows={export_cfg.fidelity_rows}: give a row count, or 0 to skip the check")
+    dtype = getattr(export_cfg.dtype, "value", export_cfg.dtype)
+    out = Path(export_cfg.output) if export_cfg.output else run_dir / "merged"
+    log.info("export: %s (%s) to %s", run_dir, cfg.method.name, out)
+    tokenizer = AutoTokenizer.from_pretrained(str(artifact))
+    inputs, inputs_name, reference = _measure_reference(run_dir, cfg, tokenizer, int(export_cfg.fidelity_rows))
+    merge_base = merge.effective_merge_base(cfg, export_cfg.merge_base) if is_adapter else None
+    model = _load_exported(cfg, artifact, is_adapter, merge_base, dtype)
+    fidelity = _fidelity(model, inputs, inputs_name, reference)
+    info = {
+        "run": str(run_dir), "method": str(cfg.method.name), "dtype": dtype, "merged": is_adapter,
+        "merge_base": merge_base.value if merge_base else None,
+        "trained_model": merge.trained_description(cfg, is_adapter),
+        "fidelity": asdict(fidelity) if fidelity else None,
+    }  # fmt: skip
+    _write(out, model, tokenizer, info, run_dir, cfg, export_cfg.max_shard_size)
+    return Exported(out, info)
 
 
 def push(folder: Path, repo: str, private: bool) -> str:
@@ -84,7 +144,40 @@ def push(folder: Path, repo: str, private: bool) -> str:
     return f"https://huggingface.co/{repo}"
 
 
+def summary(exported: Exported) -> str:
+    """The one stdout line: where the model went and how close it is to the trained one."""
+    shards = sorted(p.name for p in exported.folder.glob("*.safetensors"))
+    line = (f"medft: exported {exported.folder} ({len(shards)} safetensors shard{'s' if len(shards) != 1 else ''}, "
+            f"model card README.md, {EXPORT_JSON})")  # fmt: skip
+    fidelity, base = exported.info["fidelity"], exported.info["merge_base"]
+    into = f"; merged into the {base} base weights" if base else ""
+    if fidelity:
+        return f"{line}{into}; max |logit difference| to the trained model {fidelity['max_logit_diff']:.4g}"
+    return line + into
+
+
+@contextlib.contextmanager
+def stage_log():
+    """Stage lines on stderr while exporting, so a long export is not silent and stdout keeps the summary."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][medft] %(message)s", datefmt="%H:%M:%S"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    # bitsandbytes notes on every 4-bit load that an optional CPU kernel package is absent; its fallback runs.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def main(argv: list[str]) -> None:
+    import warnings
+
+    # A transformers rename the user cannot act on, raised inside peft on every adapter load.
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
     overrides = expand_shorthands(argv)
     check_overrides(overrides)
     cfg = _compose(overrides)
@@ -93,11 +186,12 @@ def main(argv: list[str]) -> None:
     run_dir = Path(cfg.run)
     if not run_dir.is_dir():
         fail(f"run={cfg.run} is not a folder")
-    folder = export_run(run_dir, cfg.export)
-    shards = sorted(p.name for p in folder.glob("*.safetensors"))
-    print(f"medft: exported {folder} ({len(shards)} safetensors shard{'s' if len(shards) != 1 else ''}, model card README.md)")
-    if cfg.export.push_to_hub:
-        print(f"medft: uploaded to {push(folder, cfg.export.push_to_hub, cfg.export.private)}")
+    with stage_log():
+        exported = export_run(run_dir, cfg.export)
+        print(summary(exported))
+        if cfg.export.push_to_hub:
+            log.info("export: uploading to %s", cfg.export.push_to_hub)
+            print(f"medft: uploaded to {push(exported.folder, cfg.export.push_to_hub, cfg.export.private)}")
 
 
 if __name__ == "__main__":

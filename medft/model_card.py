@@ -16,6 +16,9 @@ DISCLAIMER = (
 )
 
 
+MERGE_BASES = {"dequantized": "dequantized NF4 base weights it trained against", "original": "original base weights"}
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -29,8 +32,34 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render(run_dir: Path, cfg, merged: bool, dtype: str) -> str:
-    """Markdown with a YAML header the hub understands (license, base model, tags)."""
+def fidelity_line(export: dict | None) -> str | None:
+    """How close the shipped weights are to the trained model, so a reader can trust (or doubt) the merge."""
+    if not export:
+        return None
+    if export.get("merged"):
+        into = MERGE_BASES.get(export["merge_base"], export["merge_base"])
+        head = f"Merge fidelity: adapter merged into the {into}, saved in {export['dtype']}"
+    else:
+        head = f"Export fidelity: trained weights saved in {export['dtype']}"
+    fidelity = export.get("fidelity")
+    if not fidelity:
+        return f"{head}; not measured (export.fidelity_rows=0)."
+    return (f"{head}; max |logit difference| to the trained model ({export['trained_model']}) "
+            f"{fidelity['max_logit_diff']:.4g} over {fidelity['tokens']} positions of {fidelity['rows']} "
+            f"{fidelity['inputs']} row(s).")  # fmt: skip
+
+
+def _provenance(run_dir: Path, export: dict | None) -> list[str]:
+    """Paragraphs on which code ran the model and how faithful the export is; only those known."""
+    model_code = _read_json(run_dir / "manifest.json").get("model_code")
+    lines = [f"Model code: {model_code}" if model_code else None, fidelity_line(export)]
+    return [part for line in lines if line for part in (line, "")]
+
+
+def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = None) -> str:
+    """Markdown with a YAML header the hub understands (license, base model, tags).
+
+    ``export`` is what export.json holds (merge base, fidelity); None leaves those lines out."""
     model = cfg.model
     method = cfg.method
     train = cfg.train
@@ -72,9 +101,10 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str) -> str:
         "",
         f"Fine-tuned from `{base}`" + (f" (revision `{model.revision}`)" if model.revision else "")
         + f" with medft ({method.name}). "
-        + ("LoRA adapters are merged into the base weights; " if merged else "")
-        + f"weights are safetensors in {dtype}.",
+        + ("LoRA adapters are merged into the base weights; weights" if merged else "Weights")
+        + f" are safetensors in {dtype}.",
         "",
+        *_provenance(run_dir, export),
         f"**Base model licence:** {license_id}. The base model's licence terms apply to this model.",
         "",
         "## Intended use",
