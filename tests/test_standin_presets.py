@@ -78,13 +78,15 @@ def test_preset_end_to_end_on_its_standin(preset, request, tmp_path_factory, tmp
     assert "«" in out.getvalue() and "tokens" in out.getvalue()
 
     # Export, then reload with plain transformers (no medft, no remote code) and compare.
-    cfg = compose_config([f"run={run_dir}", "export.dtype=float32", f"export.output={tmp_path / 'export'}"])
-    exported = export_run(run_dir, cfg.export)
+    cfg = compose_config([f"run={run_dir}", "export.dtype=float32", f"export.output={tmp_path / 'export'}",
+                          "export.fidelity_rows=1"])  # fmt: skip
+    exported = export_run(run_dir, cfg.export).folder
     plain = AutoModelForCausalLM.from_pretrained(str(exported), trust_remote_code=False, dtype=torch.float32)
     trained = load_trained(run_dir, device="cpu")
     ids = trained.tokenizer("고혈압 환자는 무엇을 조심해야 하나요?")["input_ids"][:24]
     difference = (_logits(plain, ids) - _logits(trained.model, ids)).abs().max().item()
-    tolerance = 0.3 if preset == "hai_exaone_qlora" else 1e-3  # QLoRA: the 4-bit base vs its dequantized merge
+    # QLoRA: the trained model runs its 4-bit base, the export the dequantized one (medft.merge).
+    tolerance = 0.05 if compose_config(_overrides(preset, folder)).method.name.value == "qlora" else 1e-3
     assert difference < tolerance, difference
 
     # evaluate eval=heldout, then one chat turn, on the trained run.
@@ -92,7 +94,7 @@ def test_preset_end_to_end_on_its_standin(preset, request, tmp_path_factory, tmp
 
     result, _ = evaluate(compose_evaluate([f"run={run_dir}", "eval=heldout", "eval.limit=2", "eval.max_new_tokens=4"]),
                          tmp_path / "eval", progress=False)  # fmt: skip
-    assert result["n"] >= 1 and result["loss"] > 0
+    assert result["metrics"]["n"] >= 1 and result["metrics"]["loss"] > 0
     chat = compose_config(["chat.max_new_tokens=4"]).chat
     reply = ChatSession.from_loaded(trained, chat).reply("머리가 아파요")
     assert isinstance(reply.text, str)
