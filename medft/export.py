@@ -93,6 +93,9 @@ def _write(out: Path, model, tokenizer, info: dict, run_dir: Path, cfg, max_shar
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(out)
+    from medft.models import keep_checkpoint_identity
+
+    keep_checkpoint_identity(out, cfg.model)
     write_json(out / EXPORT_JSON, info)
     card = model_card.render(run_dir, cfg, merged=info["merged"], dtype=info["dtype"], export=info)
     (out / "README.md").write_text(card, encoding="utf-8")

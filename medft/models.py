@@ -326,3 +326,31 @@ def num_decoder_layers(model_cfg, source: WeightsSource | None = None) -> int | 
         if isinstance(value, int):
             return value
     return None
+
+
+def keep_checkpoint_identity(folder: Path, model_cfg) -> None:
+    """Make a saved model's config.json describe the checkpoint it holds, as its source did.
+
+    transformers saves a natively loaded EXAONE with LG's key names (its conversion mapping
+    renames them back) but writes ``architectures: [LlamaForCausalLM]``, which tools that pick
+    the class by that field (vLLM, SGLang) would load with Llama's key names, and keeps an
+    ``auto_map`` pointing at code files the folder does not have. The source's architectures
+    come back; an ``auto_map`` whose files are missing is dropped (the folder loads natively).
+    """
+    import json
+
+    path = Path(folder) / "config.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    source = resolve_source(model_cfg)
+    original = _config_dict(source.location, source.revision) or {}
+    changed = False
+    if original.get("model_type") == saved.get("model_type") and original.get("architectures"):
+        changed = saved.get("architectures") != original["architectures"]
+        saved["architectures"] = original["architectures"]
+    auto_map = saved.get("auto_map") or {}
+    modules = {str(ref).split("--")[-1].split(".")[0] for ref in auto_map.values()}
+    if auto_map and not all((Path(folder) / f"{m}.py").is_file() for m in modules):
+        del saved["auto_map"]
+        changed = True
+    if changed:
+        path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

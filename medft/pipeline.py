@@ -407,4 +407,8 @@ def _save(sft, model, tokenizer, cfg: DictConfig, run_dir: Path, weights_dtype) 
     # save_pretrained rather than Trainer.save_model, which also pickles training_args.bin.
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
+    if not is_adapter:
+        from medft.models import keep_checkpoint_identity
+
+        keep_checkpoint_identity(target, cfg.model)
     return target

@@ -114,7 +114,12 @@ def test_native_exaone_exports_in_lg_layout(request, tmp_path_factory, tmp_path)
            and int(k.split(".")[2]) >= blocks - 4}  # fmt: skip
     assert changed == top | {"transformer.wte.weight"}, sorted(changed ^ (top | {"transformer.wte.weight"}))[:6]
     config = json.loads((run_dir / "model" / "config.json").read_text(encoding="utf-8"))
-    assert config["model_type"] == "exaone"
+    assert config["model_type"] == "exaone" and config["architectures"] == ["ExaoneForCausalLM"]
+    assert "auto_map" not in config, "the saved folder has no remote-code files to point at"
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(str(run_dir / "model"), trust_remote_code=False)
+    assert type(reloaded).__name__ == "LlamaForCausalLM" and reloaded.config.tie_word_embeddings
 
 
 def test_design_card_command_trains_a_lg_layout_exaone_with_qlora_on_every_projection(exaone_dir, tmp_path):
