@@ -2,7 +2,7 @@
 
 Every check here guards against a bug that leaves the loss curve looking healthy while
 the model learns the wrong thing: rows that train nothing, an end-of-turn token that is
-never trained (so the model never stops), a doubled BOS, a template that differs from
+never trained (so the model never stops), a doubled or missing BOS, a template that differs from
 the one the model sees at inference, packed rows that see each other, LoRA adapters that
 missed the attention or MLP layers. A failing check stops the run with one line naming
 the row and the reason; the summary of all checks goes to preflight.json and W&B.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medft.errors import MedftError
-from medft.labels import IGNORE_INDEX
+from medft.labels import IGNORE_INDEX, leading_special_ids
 from medft.templates import TemplateSpec
 
 TEMPLATE_SAMPLE = 64  # rows rendered twice for the template comparison
@@ -54,10 +54,27 @@ def _supervised_runs(labels: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+def _leading_count(ids: list[int], token_id: int | None) -> int:
+    count = 0
+    while token_id is not None and count < len(ids) and ids[count] == token_id:
+        count += 1
+    return count
+
+
+def expected_leading_bos(tokenizer) -> int:
+    """BOS tokens at the start of a conversation in the model's own usage: the template's own
+    when it renders any, else those the tokenizer's defaults add (``medft.labels.leading_ids_for``)."""
+    probe = [{"role": "user", "content": "안녕하세요"}, {"role": "assistant", "content": "네."}]
+    text = tokenizer.apply_chat_template(probe, tokenize=False)
+    rendered = _leading_count(tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.bos_token_id)
+    return rendered or leading_special_ids(tokenizer).count(tokenizer.bos_token_id)
+
+
 def check_rows(report: AuditReport, rows, tokenizer, spec: TemplateSpec) -> None:
     """Per-row checks on the tokenized training set: supervision, end of turn, BOS."""
     eot_id = tokenizer.convert_tokens_to_ids(spec.end_of_turn)
     bos_id = tokenizer.bos_token_id
+    bos_expected = expected_leading_bos(tokenizer) if bos_id is not None else 0
     pad_id = tokenizer.pad_token_id
     report.stats["pad_id_equals_eos_id"] = pad_id == eot_id
     supervised_total = 0
@@ -77,11 +94,13 @@ def check_rows(report: AuditReport, rows, tokenizer, spec: TemplateSpec) -> None
                 else:
                     why = f"an assistant turn ends on {tokenizer.convert_ids_to_tokens(ids[end - 1])!r}"
                 report.fail("end_of_turn_supervised", f"row {row_id}: {spec.end_of_turn} is not supervised ({why})")
-        if bos_id is not None and len(ids) > 1 and ids[0] == bos_id and ids[1] == bos_id:
-            report.fail("single_bos", f"row {row_id} starts with BOS twice (the template and the tokenizer both add it)")
+        found = _leading_count(ids, bos_id)
+        if found != bos_expected:
+            report.fail("leading_bos", f"row {row_id} starts with {found} BOS ({tokenizer.bos_token}), "
+                        f"the model's own usage gives {bos_expected}")  # fmt: skip
     report.passed("supervised_tokens", f"{len(rows)} rows, {supervised_total} supervised tokens")
     report.passed("end_of_turn_supervised", f"every assistant turn ends on a supervised {spec.end_of_turn}")
-    report.passed("single_bos")
+    report.passed("leading_bos", f"every row starts with {bos_expected} BOS ({tokenizer.bos_token})")
     report.stats.update(rows=len(rows), supervised_tokens=supervised_total)
 
 
@@ -133,31 +152,35 @@ def check_packing(report: AuditReport, packed_rows, collator) -> None:
 
 
 def check_lora_coverage(report: AuditReport, model, model_cfg, method_cfg) -> None:
-    """Adapters must sit on the layer kinds the method asked for (attention and/or MLP)."""
+    """Adapters must sit on every block role the method asked for (attention and/or MLP),
+    as the loaded model names them (medft.modeling.families)."""
     lora = getattr(method_cfg, "lora", None)
     if lora is None:
         report.passed("lora_coverage", "no adapters (method trains base weights)")
         return
     from medft.config import LoraTarget
+    from medft.modeling import families
 
-    wrapped = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
-    groups = {"attention": set(model_cfg.lora_targets.attention), "mlp": set(model_cfg.lora_targets.mlp)}
-    counts = {g: len([n for n, m in model.named_modules() if hasattr(m, "lora_A") and n.rsplit(".", 1)[-1] in names])
-              for g, names in groups.items()}  # fmt: skip
-    report.stats["lora_modules"] = counts
+    family = families.describe(model)
+    wrapped = [name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")]
+    by_role = {role: wrapped.count(leaf) for role, leaf in family.role_names.items()}
+    groups = {"attention": families.ATTENTION_ROLES, "mlp": families.MLP_ROLES}
+    counts = {g: sum(by_role.get(r, 0) for r in roles) for g, roles in groups.items()}
+    report.stats["lora_modules"] = {**counts, "by_role": by_role}
     if lora.target_modules:
-        asked = {g for g, names in groups.items() if names & set(lora.target_modules)}
-        missing = sorted(set(lora.target_modules) - wrapped)
+        missing = sorted(set(lora.target_modules) - set(wrapped))
         if missing:
             report.fail("lora_coverage", f"LoRA targets {', '.join(missing)} matched no module")
-    else:
-        target = LoraTarget(getattr(lora.target, "value", lora.target))
-        asked = {"attention", "mlp"} if target is LoraTarget.all else {target.value}
-    for group in sorted(asked):
-        if counts[group] == 0:
-            names = ", ".join(sorted(groups[group]))
-            report.fail("lora_coverage", f"LoRA adapters matched no {group} module (expected {names})")
-    report.passed("lora_coverage", ", ".join(f"{g}: {n} modules" for g, n in counts.items()))
+        report.passed("lora_coverage", f"{len(wrapped)} modules: {', '.join(sorted(set(wrapped)))}")
+        return
+    target = LoraTarget(getattr(lora.target, "value", lora.target))
+    for role in families.roles_for_target(target.value):
+        expected = family.num_blocks
+        if by_role.get(role, 0) != expected:
+            name = family.role_names.get(role, "?")
+            report.fail("lora_coverage", f"LoRA adapters cover {by_role.get(role, 0)} of {expected} {role} "
+                        f"projections ({name}); method.lora.target={target.value} asks for all of them")
+    report.passed("lora_coverage", ", ".join(f"{r}: {n}" for r, n in by_role.items() if n))
 
 
 def preflight(*, rows, records, tokenizer, spec, model_template, packed_rows, collator, model, model_cfg, method_cfg):

@@ -130,6 +130,8 @@ class ChatSession:
 
     def _fit(self, user_text: str) -> list[dict]:
         """Drop the oldest turns until the prompt plus the reply fits the model's context."""
+        from medft.labels import encode_prompt
+
         limit = self._context_limit()
         start = 0
         messages = self.messages(user_text)
@@ -139,7 +141,7 @@ class ChatSession:
         system = messages[:1] if self.system_prompt else []
         while start < len(self.history):
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            if len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= budget:
+            if len(encode_prompt(self.tokenizer, prompt)) <= budget:
                 break
             start += 2  # one user turn and its reply
             messages = system + self.history[start:] + [{"role": "user", "content": user_text}]

@@ -1,7 +1,8 @@
 """One generation path for evaluate, chat and serve: the chat template, then generate.
 
 The prompt is rendered by the tokenizer's chat template with the generation prompt, the
-same text the model was trained to continue, and generation stops at the template's
+same text the model was trained to continue, tokenized with the same leading BOS as in
+training (``medft.labels.encode_prompt``), and generation stops at the template's
 end-of-turn token.
 """
 
@@ -50,8 +51,10 @@ def generate_reply(
     """The assistant's next turn for `messages`; `on_text` receives text as it streams."""
     import torch
 
+    from medft.labels import encode_prompts
+
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(next(model.parameters()).device)
+    inputs = encode_prompts(tokenizer, [prompt]).to(next(model.parameters()).device)
     streamer = None
     if on_text is not None:
         from transformers import TextStreamer

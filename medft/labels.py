@@ -6,9 +6,9 @@ between, up to and including the end-of-turn token, are the turn's target. This 
 for any template, including those without ``{% generation %}`` markers (EXAONE 3.5,
 SOLAR), where TRL's ``assistant_only_loss`` cannot be used.
 
-The rendered text is tokenized once with ``add_special_tokens=False`` (the template
-decides about BOS, so it is never doubled), and a token is supervised when its
-character span lies inside a target span.
+The rendered text is tokenized once, with the leading BOS exactly as the model's own
+usage gives it (``leading_ids_for``: never doubled, never lost), and a token is supervised
+when its character span lies inside a target span.
 """
 
 from __future__ import annotations
@@ -72,14 +72,52 @@ def render_with_targets(tokenizer, spec: TemplateSpec, messages: list[dict]) -> 
     return RenderedConversation("".join(out), targets)
 
 
+def leading_special_ids(tokenizer) -> list[int]:
+    """The ids the tokenizer's defaults put before any text: ``[<s>]`` for SOLAR's,
+    ``[<|begin_of_text|>]`` for Llama 3's, none for EXAONE's."""
+    probe = "가"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    default = tokenizer(probe)["input_ids"]
+    for start in range(len(default) - len(plain) + 1):
+        if default[start : start + len(plain)] == plain:
+            return list(default[:start])
+    return []
+
+
+def leading_ids_for(tokenizer, ids: list[int]) -> list[int]:
+    """What goes before a rendered text's ids (tokenized without special tokens) so that it
+    starts exactly as in the model's own usage, ``tokenizer(apply_chat_template(..., tokenize=False))``.
+
+    The rule: the template's own BOS when the template renders one (Llama 3.1: exactly one
+    ``<|begin_of_text|>``, the tokenizer's is not added again), otherwise whatever the
+    tokenizer's defaults put before the text (SOLAR: ``<s>``; EXAONE: nothing).
+    """
+    lead = leading_special_ids(tokenizer)
+    rendered_bos = bool(ids) and ids[0] == tokenizer.bos_token_id
+    return [] if rendered_bos or ids[: len(lead)] == lead else lead
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """A rendered prompt's ids as the model's own usage gives them (see ``leading_ids_for``)."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return leading_ids_for(tokenizer, ids) + ids
+
+
+def encode_prompts(tokenizer, texts: list[str]):
+    """``encode_prompt`` for a batch, padded on the tokenizer's padding side, as PyTorch tensors."""
+    return tokenizer.pad({"input_ids": [encode_prompt(tokenizer, t) for t in texts]}, return_tensors="pt")
+
+
 def tokenize_rendered(tokenizer, rendered: RenderedConversation) -> dict:
+    """input_ids + labels; the leading BOS the model's usage adds (if any) is not trained."""
     enc = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    labels = []
+    lead = leading_ids_for(tokenizer, enc["input_ids"])
+    labels = [IGNORE_INDEX] * len(lead)
     spans = rendered.targets
     for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
         inside = any(s <= start and end <= e and end > start for s, e in spans)
         labels.append(token_id if inside else IGNORE_INDEX)
-    return {"input_ids": list(enc["input_ids"]), "labels": labels}
+    return {"input_ids": lead + list(enc["input_ids"]), "labels": labels}
 
 
 def _with_user_content(messages: list[dict], index: int, content: str) -> list[dict]:

@@ -1,50 +1,87 @@
-"""`python -m medft.labels [overrides] n=3 [split=train] [plain=true]`: see what is trained.
+"""`python -m medft.labels [overrides] n=3 [split=train] [plain=true] [ids=true]`: see what is trained.
 
 Prints the first n conversations of a split exactly as the model receives them, with the
 supervised tokens highlighted (green on a terminal, «between guillemets» in plain mode,
-which is the default when output goes to a file or a log).
+which is the default when output goes to a file or a log). Text is decoded a whole run of
+equally-masked tokens at a time, so byte-fallback pieces (SOLAR's Korean) and spaces print as
+in the data; ``ids=true`` shows every token as ``id:piece`` instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from medft.cli import check_overrides, fail, user_errors
 
-VIEW_KEYS = {"n": int, "split": str, "plain": lambda v: v.lower() in ("1", "true", "yes")}
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
+VIEW_KEYS = {"n": int, "split": str, "plain": _flag, "ids": _flag}
 GREEN, DIM, RESET = "\x1b[1;32m", "\x1b[2m", "\x1b[0m"
 
 
 def split_view_args(argv: list[str]) -> tuple[dict, list[str]]:
-    view, rest = {"n": 3, "split": "train", "plain": not sys.stdout.isatty()}, []
+    view, rest = {"n": 3, "split": "train", "plain": not sys.stdout.isatty(), "ids": False}, []
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in VIEW_KEYS and value:
             try:
                 view[key] = VIEW_KEYS[key](value)
             except ValueError:
-                fail(f"{key}={value} is not valid; use e.g. n=3 split=train plain=true")
+                fail(f"{key}={value} is not valid; use e.g. n=3 split=train plain=true ids=false")
         else:
             rest.append(arg)
     return view, rest
 
 
-def render_row(tokenizer, example: dict, plain: bool) -> str:
-    """The row's text, token by token, with supervised spans marked."""
-    pieces, supervised_open = [], False
-    for token_id, label in zip(example["input_ids"], example["labels"], strict=True):
-        text = tokenizer.decode([token_id])
+def mask_runs(labels: list[int]) -> list[tuple[bool, int, int]]:
+    """(supervised, start, end) for each maximal run of tokens with the same mask state."""
+    runs: list[tuple[bool, int, int]] = []
+    for i, label in enumerate(labels):
         trained = label != -100
-        if trained != supervised_open:
-            if plain:
-                pieces.append("«" if trained else "»")
-            else:
-                pieces.append(GREEN if trained else DIM)
-            supervised_open = trained
-        pieces.append(text)
-    if supervised_open:
-        pieces.append("»" if plain else "")
-    return ("" if plain else DIM) + "".join(pieces) + ("" if plain else RESET)
+        if runs and runs[-1][0] == trained:
+            runs[-1] = (trained, runs[-1][1], i + 1)
+        else:
+            runs.append((trained, i, i + 1))
+    return runs
+
+
+def run_texts(tokenizer, ids: list[int], runs: list[tuple[bool, int, int]]) -> list[str]:
+    """Each run's share of the whole row decoded at once: a lone byte-fallback token decodes to
+    U+FFFD and a lone SentencePiece word loses its space, the whole row does not."""
+    full = tokenizer.decode(ids)
+    cuts = [0]
+    for _, _, end in runs[:-1]:
+        prefix = tokenizer.decode(ids[:end])
+        cuts.append(max(cuts[-1], len(os.path.commonprefix([full, prefix]))))
+    cuts.append(len(full))
+    return [full[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def _piece(tokenizer, token_id: int) -> str:
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    return "".join("␣" if c == " " else c if c.isprintable() else repr(c)[1:-1] for c in piece)
+
+
+def _ids_texts(tokenizer, ids: list[int], runs) -> list[str]:
+    return [" ".join(f"{i}:{_piece(tokenizer, i)}" for i in ids[start:end]) for _, start, end in runs]
+
+
+def render_row(tokenizer, example: dict, plain: bool, ids: bool = False) -> str:
+    """The row's text (or its ``id:piece`` tokens) with supervised runs marked."""
+    runs = mask_runs(example["labels"])
+    texts = (_ids_texts if ids else run_texts)(tokenizer, example["input_ids"], runs)
+    pieces = []
+    for index, ((trained, _, _), text) in enumerate(zip(runs, texts)):
+        if plain:
+            pieces.append(f"«{text}»" if trained else text)
+        else:
+            pieces.append((GREEN if trained else DIM if index else "") + text)
+    joined = (" " if ids else "").join(pieces)
+    return joined if plain else DIM + joined + RESET
 
 
 def show(argv: list[str]) -> None:
@@ -72,7 +109,7 @@ def show(argv: list[str]) -> None:
     spec = get_spec(cfg.model.chat_template)
     print(f"model={cfg.model.name} template={spec.name} data={cfg.data.name} split={view['split']} "
           f"max_length={cfg.train.max_length}; supervised tokens are " + ("«marked»" if view["plain"] else
-          f"{GREEN}green{RESET}"))  # fmt: skip
+          f"{GREEN}green{RESET}") + ("; tokens shown as id:piece" if view["ids"] else ""))  # fmt: skip
     for index in range(min(view["n"], len(rows))):
         row = rows[index]
         try:
@@ -83,7 +120,7 @@ def show(argv: list[str]) -> None:
         supervised = sum(1 for label in example["labels"] if label != -100)
         note = ", user context shortened to fit" if example["truncated"] else ""
         print(f"\n── {row['id']}  ({len(example['input_ids'])} tokens, {supervised} supervised{note})")
-        print(render_row(tokenizer, example, view["plain"]))
+        print(render_row(tokenizer, example, view["plain"], view["ids"]))
 
 
 def main() -> None:

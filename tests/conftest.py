@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cache and W&B environment, the composed config, the tiny model."""
+"""Shared fixtures: an isolated cache and W&B environment, the composed config, the tiny model,
+the real-architecture stand-ins."""
 
 from __future__ import annotations
 
@@ -64,6 +65,45 @@ def tiny_tokenizer(tiny_source):
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _standin(tmp_path_factory, build, *args):
+    """Build one real-architecture stand-in (tests/standins.py) once per session."""
+    for module in ("llama_models", "mistral_common", "tiktoken", "sentencepiece"):
+        pytest.importorskip(module, reason="stand-ins need the test extras: pip install -e '.[test]'")
+    return build(tmp_path_factory.mktemp("standins"), *args)
+
+
+@pytest.fixture(scope="session")
+def exaone_dir(tmp_path_factory):
+    """EXAONE 3.5 7.8B layout (LG's config and keys, untied head)."""
+    from standins import build_exaone
+
+    return _standin(tmp_path_factory, build_exaone, False)
+
+
+@pytest.fixture(scope="session")
+def exaone_tied_dir(tmp_path_factory):
+    """EXAONE 3.5 2.4B layout (tied embeddings, no lm_head key)."""
+    from standins import build_exaone
+
+    return _standin(tmp_path_factory, build_exaone, True)
+
+
+@pytest.fixture(scope="session")
+def llama31_dir(tmp_path_factory):
+    """Llama 3.1 Instruct layout with the real Llama 3 tokenizer."""
+    from standins import build_llama31
+
+    return _standin(tmp_path_factory, build_llama31)
+
+
+@pytest.fixture(scope="session")
+def solar_dir(tmp_path_factory):
+    """SOLAR 10.7B Instruct layout with the real SentencePiece tokenizer."""
+    from standins import build_solar
+
+    return _standin(tmp_path_factory, build_solar)
 
 
 def pytest_collection_modifyitems(config, items):

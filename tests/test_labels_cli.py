@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
+from contextlib import redirect_stdout
 
+from medft import labels_view
 from medft.labels_view import render_row
 
-from conftest import REPO
+from conftest import REPO, compose_config
 
 
 def _labels(*args):
@@ -54,3 +57,46 @@ def test_output_piped_into_a_short_reader_ends_quietly():
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 0 and "Traceback" not in stderr, stderr[-1500:]
+
+
+def _show(*argv) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        labels_view.show(list(argv))
+    return out.getvalue()
+
+
+def _solar_first_row(solar_dir):
+    """The first training row of data=sample and its example, as the trainer builds them for SOLAR."""
+    from medft.data import load_datasets
+    from medft.labels import build_example
+    from medft.models import load_tokenizer
+    from medft.templates import get_spec
+
+    cfg = compose_config(["model=solar", f"model.path={solar_dir}", "data=sample"])
+    row = load_datasets(cfg.data, progress=False)[0]["train"][0]
+    example = build_example(load_tokenizer(cfg.model), get_spec("solar"), row["messages"], cfg.train.max_length)
+    return row, example
+
+
+def test_solar_view_prints_korean_as_in_the_data(solar_dir):
+    """SOLAR's byte-fallback pieces decode together: the answer is byte-exact, spaces included."""
+    row, _ = _solar_first_row(solar_dir)
+    answer = row["messages"][-1]["content"]
+    assert re.search(r"[가-힣] [가-힣]", answer)
+    out = _show("model=solar", f"model.path={solar_dir}", "data=sample", "n=1", "plain=true")
+    assert f"«{answer}</s>»" in out and "\ufffd" not in out
+    assert f"\n{row['messages'][0]['content']}\n" in out  # the prompt side too
+
+
+def test_ids_view_shows_every_token_id_with_the_supervised_ones_marked(solar_dir):
+    _, example = _solar_first_row(solar_dir)
+    out = _show("model=solar", f"model.path={solar_dir}", "data=sample", "n=1", "plain=true", "ids=true")
+    line = out.rstrip("\n").splitlines()[-1]
+    tokens = line.replace("«", "").replace("»", "").split(" ")
+    assert [int(t.split(":", 1)[0]) for t in tokens] == example["input_ids"]
+    assert tokens[0] == "1:<s>" and "13:<0x0A>" in tokens
+    marked = re.findall(r"«(.*?)»", line)
+    supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert [int(t.split(":", 1)[0]) for m in marked for t in m.split(" ")] == supervised
+    assert marked[-1].endswith(" 2:</s>")

@@ -57,7 +57,7 @@ def test_default_run_offline_demo(tmp_path):
     record = read_offline_run(runs[0])
     assert record["id"] == manifest["wandb"]["id"]
     assert any("eval/loss" in row for row in record["history"])
-    assert record["summary"]["preflight/single_bos"] == "ok"
+    assert record["summary"]["preflight/leading_bos"] == "every row starts with 0 BOS ([BOS])"
     # CPU: SDPA has no variable-length kernel, so batches are grouped by length instead of packed
     assert manifest["compute"]["packing"] is False and manifest["compute"]["group_by_length"] is True
     assert manifest["compute"]["fused_loss"] is False

@@ -1,10 +1,10 @@
 """Batched prompting for benchmarks: render, generate greedily, score continuations.
 
 Chat prompts are rendered by the tokenizer's chat template (the text a medft run was
-trained to continue) and tokenized without special tokens, since the template decides
-about BOS. Raw prompts start the way the template starts a sequence (BOS only where the
-template renders one) and are cut at the first blank line, where a few-shot prompt's
-continuation begins inventing the next question.
+trained to continue) and tokenized with the leading BOS exactly as in training and in the
+model's own usage (``medft.labels.encode_prompt``). Raw prompts start as a chat prompt does
+(the template's BOS where it renders one, else the tokenizer's default) and are cut at the
+first blank line, where a few-shot prompt's continuation begins inventing the next question.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from medft.generate import Reply
+from medft.labels import encode_prompt, encode_prompts
 from medft.templates import get_spec
 
 
@@ -68,7 +69,7 @@ def generate_batch(model, tokenizer, texts: list[str], gen_kwargs: dict) -> list
     import torch
 
     with _left_padding(tokenizer):
-        inputs = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(_device(model))
+        inputs = encode_prompts(tokenizer, texts).to(_device(model))
     started = time.perf_counter()
     with torch.no_grad():
         output = model.generate(
@@ -88,8 +89,8 @@ def continuation_logprobs(model, tokenizer, context: str, continuations: list[st
     """Summed log-probability of each continuation after ``context`` (lm-eval's loglikelihood)."""
     import torch
 
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    ctx = encode_prompt(tokenizer, context)
+    conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]  # no BOS mid-sequence
     rows = [ctx + c for c in conts]
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
