@@ -72,8 +72,9 @@ CPU_TILE_TEMPORARIES = 7.25
 NF4_BLOCK = 64
 NF4_DOUBLE_QUANT_BLOCK = 256
 
-# Architectures whose RMSNorm/SwiGLU liger-kernel patches (TRL's use_liger_kernel); EXAONE 3.5
-# (remote code, model_type exaone) is not among them, so its run keeps transformers' kernels.
+# Architectures whose RMSNorm/SwiGLU liger-kernel patches (TRL's use_liger_kernel, by model_type);
+# EXAONE 3.5 (model_type exaone, natively a Llama class) is not among them, so its run keeps
+# transformers' kernels.
 LIGER_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "granite",
                                "olmo2"})  # fmt: skip
 ATTENTIONS = ("sdpa", "flash_attention_2", "eager")

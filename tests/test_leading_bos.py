@@ -16,6 +16,7 @@ from medft.audit import AuditError, AuditReport, check_rows
 from medft.labels import (IGNORE_INDEX, build_example, encode_prompt, encode_prompts, leading_special_ids,
                           render_with_targets)  # fmt: skip
 from medft.templates import get_spec
+from test_labels import _supervised_runs
 
 CONVERSATION = [
     {"role": "system", "content": "당신은 친절한 의료 상담 도우미입니다."},
@@ -78,15 +79,7 @@ def test_labels_supervise_exactly_the_answers_and_end_of_turn(standin, messages)
     _, tok, spec = standin
     example = build_example(tok, spec, messages, max_length=4096)
     assert example["labels"][0] == IGNORE_INDEX
-    runs, current = [], []
-    for token_id, label in zip(example["input_ids"], example["labels"], strict=True):
-        if label != IGNORE_INDEX:
-            assert label == token_id
-            current.append(token_id)
-        elif current:
-            runs.append(tok.decode(current))
-            current = []
-    runs += [tok.decode(current)] if current else []
+    runs = _supervised_runs(tok, example)
     assert runs == [m["content"] + spec.end_of_turn for m in messages if m["role"] == "assistant"]
 
 
