@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import re
 import sys
 import typing
 from pathlib import Path
@@ -137,6 +138,55 @@ def _has_slurm_launcher() -> bool:
         return importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
     except ImportError:
         return False
+
+
+def _hydra_reads(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_override(override)
+    except Exception:  # Hydra's grammar error, whatever its class
+        return False
+    return True
+
+
+def _quoted(value: str) -> str:
+    """The value as one quoted Hydra string (its grammar escapes the quote and backslashes before it)."""
+    quote = "'" if "'" not in value or '"' in value else '"'
+    escaped = re.sub(r"(\\*)" + quote, lambda m: m.group(1) * 2 + "\\" + quote, value)
+    return quote + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped) + quote
+
+
+def quote_for_hydra(argv: list[str]) -> list[str]:
+    """Quote override values Hydra's grammar cannot read, so any path works as typed.
+
+    Hydra reads an unquoted value with a small grammar: Korean letters, parentheses and the
+    like stop it, so AI Hub's own folder name (``120.초거대AI 사전학습용 헬스케어 질의응답 데이터``)
+    fails even when the shell passed it as one argument. Such a value is wrapped in quotes
+    for Hydra; one that still cannot be read stops with one line naming the key and the quoting.
+    """
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if arg.startswith("-") or not sep or not value or key.strip() in GROUPS or _hydra_reads(arg):
+            out.append(arg)
+            continue
+        quoted = f"{key}={_quoted(value)}"
+        if not _hydra_reads(quoted):
+            raise ConfigError(
+                f"{key}: Hydra cannot read the value {value!r}; quote it for Hydra inside the shell's quotes, "
+                f"e.g. \"{key}='...'\""
+            )
+        out.append(quoted)
+    return out
+
+
+def prepare_overrides(argv: list[str]) -> list[str]:
+    """What every entrypoint does with its arguments before Hydra sees them: quote what
+    Hydra's grammar cannot read, then check every key and value against the schema."""
+    argv = quote_for_hydra(argv)
+    check_overrides(argv)
+    return argv
 
 
 def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from medft.cli import check_overrides, fail, user_errors
+from medft.cli import prepare_overrides, fail, user_errors
 from medft.errors import ConfigError
 
 log = logging.getLogger("medft")
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> None:
     # A transformers rename the user cannot act on, raised inside peft on every adapter load.
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
     overrides = expand_shorthands(argv)
-    check_overrides(overrides)
+    overrides = prepare_overrides(overrides)
     cfg = _compose(overrides)
     if not cfg.run:
         fail("say which run to export: python -m medft.export run=outputs/runs/<run>")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from medft.cli import check_overrides, fail, user_errors
+from medft.cli import prepare_overrides, fail, user_errors
 
 
 def _flag(value: str) -> bool:
@@ -86,7 +86,7 @@ def render_row(tokenizer, example: dict, plain: bool, ids: bool = False) -> str:
 
 def show(argv: list[str]) -> None:
     view, overrides = split_view_args(argv)
-    check_overrides(overrides)
+    overrides = prepare_overrides(overrides)
     from hydra import compose, initialize_config_dir
 
     from medft.config import CONF_DIR, register_schemas, validate

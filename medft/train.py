@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from medft.cli import check_overrides, fail, user_errors
+from medft.cli import prepare_overrides, fail, user_errors
 from medft.config import CONF_DIR, register_schemas
 
 register_schemas()
@@ -96,7 +96,7 @@ def _refuse_foreign_torchrun() -> None:
 if __name__ == "__main__":
     with user_errors():
         _refuse_foreign_torchrun()
-        check_overrides(sys.argv[1:])
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
         from medft.resume import rewrite_argv
 
         sys.argv[1:] = rewrite_argv(sys.argv[1:])
