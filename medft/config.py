@@ -344,6 +344,8 @@ class LoggerConfig:
     mode: Optional[str] = None
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
+    # Upload the run's adapter/ or model/ folder as a W&B model artifact when training ends.
+    log_model: bool = False
 
 
 class Strategy(str, Enum):

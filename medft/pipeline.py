@@ -186,6 +186,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     }
     if main:
         rundir.write_json(run_dir / "manifest.json", rundir.manifest(info))
+    tracking.declare_metrics(wandb_run, list(cfg.train.eval_benchmarks))
     exit_code = 1
     try:
         has_eval = len(tokenized["validation"]) > 0
@@ -215,6 +216,7 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         )
         _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
                    wandb_run)  # fmt: skip
+        tracking.log_data(wandb_run, run_dir, label_report)
         # Step-0 validation loss: the baseline every later number is read against. A resumed
         # run reads it back instead: its model is no longer at step 0.
         checkpoint = previous.get("checkpoint")
@@ -269,6 +271,8 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         rundir.plot_loss(history, run_dir / "loss.png", f"{group} · {tracking.run_name(job.overrides)}")
         if wandb_run is not None:
             wandb_run.summary.update({f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tracking.summarise_best(wandb_run, history, metrics)
+        tracking.log_model(wandb_run, cfg, artifact_dir)
         exit_code = 0
         return metrics
     finally:

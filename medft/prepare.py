@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from medft.cli import check_overrides, user_errors
+from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
 
 register_schemas()
@@ -82,5 +82,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with user_errors():
-        check_overrides(sys.argv[1:])
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
     main()

@@ -68,6 +68,65 @@ def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str
     return run
 
 
+def declare_metrics(run, benchmarks: list[str]) -> None:
+    """Tell the dashboard how to compare runs: evaluation and benchmark curves on the
+    optimizer-step axis, and the validation loss summarised by its best (lowest) value."""
+    if run is None:
+        return
+    run.define_metric("train/global_step")
+    run.define_metric("eval/loss", step_metric="train/global_step", summary="min")
+    run.define_metric("eval/*", step_metric="train/global_step")
+    for name in benchmarks:
+        run.define_metric(f"{name}/*", step_metric="train/global_step")
+
+
+def log_data(run, run_dir: Path, label_report: dict) -> None:
+    """The data the run trained on, beside its curves: rows per split in the summary, the
+    data report and the preflight audit as files of the run."""
+    if run is None:
+        return
+    for split, stats in label_report.items():
+        run.summary[f"data/{split}_rows"] = stats["kept"]
+        run.summary[f"data/{split}_skipped"] = stats["rows"] - stats["kept"]
+        run.summary[f"data/{split}_supervised_tokens"] = stats["supervised_tokens"]
+    for name in ("data_report.json", "preflight.json"):
+        if (run_dir / name).is_file():
+            run.save(str(run_dir / name), base_path=str(run_dir), policy="now")
+
+
+def summarise_best(run, history: list[dict], metrics: dict) -> None:
+    """Best validation loss (and its step) and the final benchmark scores, for run tables."""
+    if run is None:
+        return
+    losses = [(h["eval_loss"], h.get("step", 0)) for h in history if isinstance(h.get("eval_loss"), (int, float))]
+    if losses:
+        best, step = min(losses)
+        run.summary.update({"best/eval_loss": best, "best/eval_loss_step": step})
+    for name, scores in (metrics.get("benchmarks") or {}).items():
+        run.summary.update({f"final/{name}/{k}": v for k, v in scores.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})  # fmt: skip
+
+
+def log_model(run, cfg, artifact_dir: Path) -> None:
+    """With logger.log_model=true: the adapter or model folder as a W&B model artifact."""
+    if run is None or not cfg.logger.log_model:
+        return
+    import wandb
+
+    from medft.config import slug
+
+    kind = "adapter" if artifact_dir.name == "adapter" else "model"
+    artifact = wandb.Artifact(
+        name=slug(f"{cfg.model.name}-{cfg.data.name}-{run.id}-{kind}", limit=120),
+        type="model",
+        metadata={"model": cfg.model.name, "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
+                  "data": cfg.data.name, "kind": kind},
+    )  # fmt: skip
+    artifact.add_dir(str(artifact_dir))
+    run.log_artifact(artifact)
+    log.info("W&B: %s logged as artifact %s", artifact_dir, artifact.name)
+
+
 def finish_run(run, exit_code: int = 0) -> None:
     if run is not None:
         run.finish(exit_code=exit_code)
@@ -135,6 +194,8 @@ def read_offline_run(run_path: Path) -> dict[str, Any]:
         elif kind == "summary":
             for item in record.summary.update:
                 result["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "artifact":
+            result.setdefault("artifacts", []).append({"name": record.artifact.name, "type": record.artifact.type})
         elif kind == "history":
             result["history"].append(
                 {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in record.history.item}
