@@ -7,6 +7,7 @@ import re
 import sys
 
 import pytest
+import torch
 from conftest import REPO, compose_config
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -124,6 +125,20 @@ def test_trainable_count_equals_apply_method(tiny_cfg, method, extra):
     trainable_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     assert est.gradients == trainable_bytes and est.optimizer == 2 * trainable_bytes
     assert est.weights == sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", ["freeze", "full"])
+def test_float32_masters_over_bf16_weights_are_counted(tiny_cfg, method):
+    """Trainable base weights are float32 whatever the frozen ones load in: weights, gradients and
+    AdamW moments of the trained part count 4 bytes each."""
+    cfg, model = _load_tiny(method, extra=["model.dtype=bfloat16"])
+    shape = memplan.shape_from_source(cfg.model)
+    est = memplan.estimate_for_config(cfg, shape, device="cpu", batch_size=1, seq_len=16, gradient_checkpointing=False,
+                                      weight_dtype_bytes=2, compute_dtype_bytes=2, loss="chunked")  # fmt: skip
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert est.weights == sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    assert est.gradients == trainable_bytes and est.optimizer == 2 * trainable_bytes
 
 
 # --------------------------------------------------------------------------- estimates vs measurements
