@@ -49,6 +49,54 @@ def fidelity_line(export: dict | None) -> str | None:
             f"{fidelity['inputs']} row(s).")  # fmt: skip
 
 
+# The numbers a reader compares first, per benchmark kind; other kinds show every number.
+HEADLINES = {
+    "kormedmcqa": ("exact_match", "lenient_match", "no_answer_rate", "n"),
+    "pubmedqa_ko": ("accuracy", "macro_f1", "n"),
+    "heldout": ("loss", "perplexity", "rouge_l_char", "n"),
+}
+
+
+def final_results(run_dir: Path) -> dict[str, dict]:
+    """``eval/<benchmark>.json`` by name; the ``<name>.step<N>.json`` scores taken during training are left out."""
+    paths = sorted(p for p in (run_dir / "eval").glob("*.json") if ".step" not in p.stem)
+    return {p.stem: result for p in paths if (result := _read_json(p)).get("metrics")}
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def benchmark_line(result: dict) -> str:
+    """``exact_match 0.4120 · lenient_match 0.4630 · …``: the benchmark's headline numbers."""
+    metrics = result["metrics"]
+    keys = HEADLINES.get(result.get("kind"), tuple(metrics))
+    return " · ".join(f"{k} {_number(metrics[k])}" for k in keys if isinstance(metrics.get(k), (int, float)))
+
+
+def profession_table(result: dict) -> list[str]:
+    """KorMedMCQA per profession, strict beside lenient, so format and knowledge read apart."""
+    groups = result.get("groups") or {}
+    if result.get("kind") != "kormedmcqa" or not groups:
+        return []
+    lines = [
+        f"### {result.get('benchmark', 'kormedmcqa')} by profession",
+        "",
+        "Strict is lm-evaluation-harness' answer extraction and exact match, comparable with published "
+        "scores; lenient also accepts answers such as `C번`, `C가 정답입니다` or `답은 3번`. The gap "
+        "between them is what the answer format cost; no answer is the strict share with no letter found.",
+        "",
+        "| profession | n | strict | lenient | no answer |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [*groups.items(), ("all (size-weighted)", result["metrics"])]
+    lines += [f"| {name} | {g.get('n')} | {_number(g.get('exact_match'))} | {_number(g.get('lenient_match'))} | "
+              f"{_number(g.get('no_answer_rate'))} |" for name, g in rows]  # fmt: skip
+    return [*lines, ""]
+
+
 def _provenance(run_dir: Path, export: dict | None) -> list[str]:
     """Paragraphs on which code ran the model and how faithful the export is; only those known."""
     model_code = _read_json(run_dir / "manifest.json").get("model_code")
@@ -65,7 +113,7 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
     train = cfg.train
     metrics = _read_json(run_dir / "metrics.json")
     report = _read_json(run_dir / "data_report.json")
-    evals = {p.stem: _read_json(p) for p in sorted((run_dir / "eval").glob("*.json"))}
+    evals = final_results(run_dir)
     base = model.hub_id or model.path or f"medft tiny ({model.name})"
     license_id = model.license or "other"
     header = ["---", f"license: {json.dumps(license_id)}", f"base_model: {json.dumps(base)}",
@@ -93,9 +141,7 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
         ("validation perplexity", metrics.get("eval_perplexity")),
         ("train loss (last)", metrics.get("train_loss")),
     ]
-    for name, result in evals.items():
-        score = result.get("score", result.get("summary"))
-        metric_rows.append((f"eval: {name}", json.dumps(score, ensure_ascii=False) if score is not None else "see eval/"))
+    metric_rows += [(f"eval: {name}", benchmark_line(result)) for name, result in evals.items()]
     body = [
         f"# {cfg.name or model.name} — Korean medical QA fine-tune",
         "",
@@ -128,6 +174,7 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
         "",
         _table(metric_rows),
         "",
+        *[line for result in evals.values() for line in profession_table(result)],
         "## Use",
         "",
         "```python",

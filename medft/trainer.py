@@ -182,6 +182,9 @@ def _trainer_class():
     path a right-padded batch also goes without its redundant padding mask
     (``medft.causal_mask``); TRL's path counts its tokens from the mask, so it keeps it.
 
+    Validation loss: the summed NLL of every supervised token over their number, on every
+    rank and at any eval batch size (``medft.eval_loss`` says why the library's is not).
+
     Length-grouped order: transformers' ``LengthGroupedSampler`` draws its permutation from
     the global torch RNG, so a resumed run (whose RNG state comes from the checkpoint) would
     see the rows in another order than the run it continues. Here it is seeded by
@@ -192,7 +195,7 @@ def _trainer_class():
     from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
-    from medft import causal_mask, supervised_head
+    from medft import causal_mask, eval_loss, supervised_head
 
     class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         def __init__(self, batch_size: int, lengths: list[int], seed: int):
@@ -215,6 +218,29 @@ def _trainer_class():
                 return transformers.Trainer.compute_loss(
                     self, model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch
                 )
+
+        def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+            self._token_totals = totals = eval_loss.TokenTotals()
+            try:
+                output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+            finally:
+                self._token_totals = None
+            mean = totals.mean()
+            if mean is not None:
+                output.metrics[f"{metric_key_prefix}_loss"] = mean
+            return output
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            totals = getattr(self, "_token_totals", None)
+            if not prediction_loss_only or totals is None:  # logits wanted (compute_metrics): the library's step
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            inputs = self._prepare_inputs(inputs)
+            unwrapped = self.accelerator.unwrap_model(model)
+            with torch.no_grad(), self.compute_loss_context_manager(), eval_loss.captured_output(unwrapped) as seen:
+                loss = self.compute_loss(model, inputs)
+            nll, mask = eval_loss.token_nll(seen.output, inputs["labels"])
+            totals.add(*self.gather_function(eval_loss.per_sequence(nll, mask, inputs)))
+            return loss.detach(), None, None
 
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)

@@ -33,10 +33,66 @@ from medft.evals import scoring
         ("정답을 고르면 B. 또는 A.", "A"),  # no 정답 pattern: the last "X." wins
         ("A와 B 중에서 B", "B"),  # Hangul is a word character: "A와" has no boundary after A
         ("a patient", "A"),  # the cascade's known weakness, kept for comparability with lm-eval
+        # Answers a reader accepts but lm-eval's cascade does not: strict counts them as no answer.
+        ("C번", ""),
+        ("C가 정답입니다", ""),
+        ("답은 C번", ""),
     ],
 )
 def test_kormedmcqa_extraction(output, letter):
     assert scoring.extract_choice(output) == letter
+
+
+@pytest.mark.parametrize(
+    "output, letter",
+    [
+        # Korean particles and copulas glued to the letter
+        ("C가 정답입니다", "C"),
+        ("C번", "C"),
+        ("답은 C번", "C"),
+        ("정답은 C번입니다", "C"),
+        ("C입니다", "C"),
+        ("D를 고르겠습니다", "D"),
+        ("B는 옳고 나머지는 틀립니다", "B"),
+        ("A는 오답이고 E가 정답입니다", "E"),  # the letter named as 정답 wins over an earlier particle
+        ("정답은 보기 E번", "E"),
+        ("답: (D)", "D"),
+        # numbers, circled numbers and full-width letters
+        ("3번", "C"),
+        ("정답은 2번입니다", "B"),
+        ("5번이 답입니다", "E"),
+        ("정답은 ③", "C"),
+        ("④", "D"),
+        ("Ｃ가 정답", "C"),
+        ("(3)", "C"),
+        ("4", "D"),
+        # what the strict cascade finds is kept as it is
+        ("정답은 C입니다", "C"),
+        ("a patient", "A"),
+        # never an answer
+        ("Bacteria", ""),  # a capital inside an English word
+        ("DNA는 이중나선입니다", ""),
+        ("CT를 찍습니다", ""),
+        ("A형 간염", ""),  # a letter that is part of a Korean word
+        ("13번 문항", ""),
+        ("하루 2번째 복용", ""),
+        ("6번", ""),
+        ("F번", ""),
+        ("정답이 없습니다", ""),
+        ("모르겠습니다", ""),
+        ("", ""),
+    ],
+)
+def test_kormedmcqa_lenient_extraction(output, letter):
+    assert scoring.extract_choice_lenient(output) == letter
+
+
+def test_lenient_keeps_every_strict_answer():
+    outputs = ["정답은 C입니다", "(C)", "정답: c", "E", "A. 틀림 B. 틀림 정답: D", "정답을 고르면 B. 또는 A.",
+               "A와 B 중에서 B", "정답 A, 해설: B. 는 오답", "정답：Ｃ"]  # fmt: skip
+    for output in outputs:
+        assert scoring.extract_choice(output)
+        assert scoring.extract_choice_lenient(output) == scoring.extract_choice(output), output
 
 
 def test_extraction_cascade_order():

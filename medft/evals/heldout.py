@@ -1,7 +1,8 @@
 """The run's own test split: loss/perplexity on the answers, and the answers it generates.
 
 Loss is teacher-forced over the tokens training supervises (assistant turns and their
-end-of-turn, built by ``medft.labels.build_example``), averaged per token. Generation
+end-of-turn, built by ``medft.labels.build_example``), averaged per token: on
+``eval.split=validation`` it is the validation loss training reports. Generation
 answers each conversation's last user turn greedily, one row at a time so latency and
 tokens/s are per answer, and is compared with the reference answer per character.
 """
@@ -59,8 +60,10 @@ def token_losses(model, pad_id: int, examples: list[dict]) -> list[tuple[float, 
     return [(float(s), int(c)) for s, c in zip(nll.sum(dim=1), counts)]
 
 
-def score(loaded, eval_cfg, rows: list[dict], progress=None) -> dict:
-    tokenizer, model = loaded.tokenizer, loaded.model
+def teacher_forced_loss(loaded, rows: list[dict], batch_size: int) -> dict:
+    """Summed NLL over every supervised token of ``rows`` divided by their number: the
+    validation loss training reports (``medft.eval_loss``), here on any split."""
+    tokenizer = loaded.tokenizer
     spec = get_spec(loaded.cfg.model.chat_template)
     max_length = int(loaded.cfg.train.max_length)
     examples, skipped = [], {}
@@ -70,10 +73,16 @@ def score(loaded, eval_cfg, rows: list[dict], progress=None) -> dict:
         except RowError as err:
             skipped[err.reason] = skipped.get(err.reason, 0) + 1
     total_nll, total_tokens = 0.0, 0
-    for chunk in batches(examples, eval_cfg.batch_size):
-        for nll, tokens in token_losses(model, tokenizer.pad_token_id, chunk):
+    for chunk in batches(examples, batch_size):
+        for nll, tokens in token_losses(loaded.model, tokenizer.pad_token_id, chunk):
             total_nll, total_tokens = total_nll + nll, total_tokens + tokens
+    loss = total_nll / total_tokens if total_tokens else None
+    return {"loss": loss, "supervised_tokens": total_tokens, "loss_rows": len(examples), "skipped": skipped}
 
+
+def score(loaded, eval_cfg, rows: list[dict], progress=None) -> dict:
+    tokenizer, model = loaded.tokenizer, loaded.model
+    teacher = teacher_forced_loss(loaded, rows, eval_cfg.batch_size)
     prompter = Prompter.for_model(loaded, chat=True)
     gen_kwargs = generation_kwargs(loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False})
     items = []
@@ -88,12 +97,12 @@ def score(loaded, eval_cfg, rows: list[dict], progress=None) -> dict:
         if progress is not None:
             progress.update(1)
 
-    loss = total_nll / total_tokens if total_tokens else None
+    loss = teacher["loss"]
     metrics = {
         "loss": loss,
         "perplexity": math.exp(loss) if loss is not None else None,
-        "supervised_tokens": total_tokens,
-        "loss_rows": len(examples),
+        "supervised_tokens": teacher["supervised_tokens"],
+        "loss_rows": teacher["loss_rows"],
         "rouge_l_char": scoring.mean(i["rouge_l_char"] for i in items),
         "f1_char": scoring.mean(i["f1_char"] for i in items),
         "n": len(items),
@@ -102,7 +111,7 @@ def score(loaded, eval_cfg, rows: list[dict], progress=None) -> dict:
         metrics[f"{key}_mean"] = scoring.mean(i[key] for i in items)
         metrics[f"{key}_median"] = scoring.median(i[key] for i in items)
     groups = _by_source(items)
-    return {"metrics": metrics, "groups": groups, "items": items, "skipped": skipped}
+    return {"metrics": metrics, "groups": groups, "items": items, "skipped": teacher["skipped"]}
 
 
 def _by_source(items: list[dict]) -> dict:

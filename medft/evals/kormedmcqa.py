@@ -5,6 +5,12 @@ Prompt ``{question}\\nA. {A}\\n...\\nE. {E}\\n정답：`` (full-width colon), th
 paper's answer-extraction cascade, exact match; per subset and averaged weighted by
 subset size (lm-eval's ``kormedmcqa`` group is doctor, nurse and pharm).
 
+That strict score is the headline and stays comparable with published numbers, but it
+reads ``C번`` or ``C가 정답입니다`` as no answer. So every answer is also read leniently
+(``medft.evals.scoring.extract_choice_lenient``), and the result carries the strict
+no-answer rate and both accuracies per profession: a low score from format shows as a
+gap between strict and lenient, a low score from knowledge as both low.
+
 Few-shot examples follow lm-eval's ``fewshot_config``: with ``eval.use_chat_template=false``
 the text is ``<prompt> <letter>\\n\\n`` per example, then the question's prompt; with the
 chat template (the default, the format a medft run is trained on) each example is a
@@ -26,6 +32,7 @@ FEATURES = ("subject", "year", "period", "q_number", "question", "A", "B", "C", 
 REQUIRED = ("question", "A", "B", "C", "D", "E", "answer")
 FEWSHOT_SPLIT = "fewshot"
 _EXTENSIONS = (".parquet", ".jsonl", ".json", ".csv")
+SCORES = ("exact_match", "lenient_match", "no_answer_rate")
 
 
 @dataclass
@@ -156,36 +163,49 @@ def load_items(eval_cfg, model_cfg=None, trained: bool = False) -> list[Subset]:
 def score(loaded, eval_cfg, subsets: list[Subset], progress=None) -> dict:
     prompter = Prompter.for_model(loaded, use_chat_template(eval_cfg))
     gen_kwargs = generation_kwargs(loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False})
-    items, groups = [], {}
+    items = []
     for subset in subsets:
-        correct = no_answer = 0
         for chunk in batches(subset.items, eval_cfg.batch_size):
             texts = [prompter.render(messages_for(row, subset.shots)) for row in chunk]
             replies = generate_batch(loaded.model, loaded.tokenizer, texts, gen_kwargs)
-            for row, reply in zip(chunk, replies):
-                output = prompter.finish(reply.text)
-                predicted = scoring.extract_choice(output)
-                target = scoring.answer_letter(row["answer"])
-                hit = scoring.exact_match(predicted, target)
-                correct += hit
-                no_answer += not predicted
-                items.append({
-                    "subset": subset.name, "year": row["year"], "period": row["period"], "q_number": row["q_number"],
-                    "target": target, "prediction": predicted, "correct": hit, "output": reply.text,
-                })  # fmt: skip
+            items += [score_item(subset.name, row, r.text, prompter.finish(r.text)) for row, r in zip(chunk, replies)]
             if progress is not None:
                 progress.update(len(chunk))
-        n = len(subset.items)
-        groups[subset.name] = {"n": n, "exact_match": correct / n, "no_answer_rate": no_answer / n}
-    total = sum(g["n"] for g in groups.values())
-    metrics = {
-        # Weighted by subset size, as lm-eval's group score (weight_by_size: true).
-        "exact_match": sum(g["exact_match"] * g["n"] for g in groups.values()) / total,
-        "no_answer_rate": sum(g["no_answer_rate"] * g["n"] for g in groups.values()) / total,
-        "n": total,
-        **{f"exact_match_{name}": g["exact_match"] for name, g in groups.items()},
+    groups = {subset.name: summarize([i for i in items if i["subset"] == subset.name]) for subset in subsets}
+    return {"metrics": headline(groups), "groups": groups, "items": items}
+
+
+def score_item(subset: str, row: dict, reply: str, output: str) -> dict:
+    """One answer read twice: lm-eval's strict cascade, and the lenient reading beside it."""
+    target = scoring.answer_letter(row["answer"])
+    strict, lenient = scoring.extract_choice(output), scoring.extract_choice_lenient(output)
+    return {
+        "subset": subset, "year": row["year"], "period": row["period"], "q_number": row["q_number"], "target": target,
+        "prediction": strict, "correct": scoring.exact_match(strict, target),
+        "prediction_lenient": lenient, "correct_lenient": scoring.exact_match(lenient, target), "output": reply,
+    }  # fmt: skip
+
+
+def summarize(items: list[dict]) -> dict:
+    """One profession: strict (lm-eval) and lenient accuracy, and how often strict found no answer."""
+    n = len(items)
+    return {
+        "n": n,
+        "exact_match": sum(i["correct"] for i in items) / n,
+        "lenient_match": sum(i["correct_lenient"] for i in items) / n,
+        "no_answer_rate": sum(not i["prediction"] for i in items) / n,
     }
-    return {"metrics": metrics, "groups": groups, "items": items}
+
+
+def headline(groups: dict[str, dict]) -> dict:
+    """Every group metric weighted by subset size, as lm-eval's group score (weight_by_size: true),
+    then strict and lenient accuracy per profession."""
+    total = sum(g["n"] for g in groups.values())
+    metrics = {key: sum(g[key] * g["n"] for g in groups.values()) / total for key in SCORES}
+    metrics["n"] = total
+    for key in ("exact_match", "lenient_match"):
+        metrics.update({f"{key}_{name}": g[key] for name, g in groups.items()})
+    return metrics
 
 
 def count(subsets: list[Subset]) -> int:

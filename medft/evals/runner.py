@@ -95,13 +95,22 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _headline(result: dict) -> dict:
+    """The metrics less the per-group copies (``exact_match_doctor``), which the group rows show."""
+    groups = result.get("groups") or {}
+    columns = {c for values in groups.values() for c in values}
+    per_group = {f"{c}_{g}" for g in groups for c in columns}
+    return {k: v for k, v in result["metrics"].items() if k not in per_group}
+
+
 def format_table(result: dict) -> str:
     """The headline metrics, then one row per group (subset, label or source)."""
     model = result["model"]
     who = f"run {model['run_dir']}" if model["run_dir"] else f"model={model['model']} (base)"
     lines = [f"{result['benchmark']} · {who} · {result['metrics'].get('n', '?')} items · {result['seconds']:.1f} s"]
-    width = max(len(k) for k in result["metrics"])
-    lines += [f"  {k:<{width}}  {_cell(v)}" for k, v in result["metrics"].items()]
+    headline = _headline(result)
+    width = max(len(k) for k in headline)
+    lines += [f"  {k:<{width}}  {_cell(v)}" for k, v in headline.items()]
     groups = result.get("groups") or {}
     if groups:
         columns = list(next(iter(groups.values())))

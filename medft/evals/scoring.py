@@ -50,6 +50,45 @@ def extract_choice(output: str) -> str:
     return ""
 
 
+# Lenient reading, tried only where the strict cascade finds nothing: answers a reader would
+# accept but lm-eval's patterns miss (a Hangul particle glued to the letter, 번, a number).
+# An option is a capital A-E standing alone (no Latin letter or digit either side: "A형" and
+# "DNA" are words, not answers) or a number 1-5 before 번 ("3번", never "13번" or "2번째").
+_LETTER = r"(?<![A-Za-z0-9])([A-E])(?![A-Za-z0-9])"
+_NUMBER = r"(?<![0-9])([1-5])\s*번(?!째)"
+_OPTION = f"(?:{_LETTER}|{_NUMBER})"
+LENIENT_PATTERNS = (
+    re.compile(r"답\s*(?:은|는|이|:)?\s*(?:보기\s*)?[(\[]?\s*" + _OPTION),  # 정답은 C번, 답: 3번, 답은 (C)
+    re.compile(_OPTION + r"\s*번?\s*(?:이|가|은|는)?\s*정?답"),  # C가 정답입니다, 3번이 답입니다
+    re.compile(_LETTER + r"(?=\s*(?:번|입니다|이다|이에요|예요|이|가|은|는|을|를|으로|로))"),  # C입니다, C를 고릅니다
+    re.compile(_NUMBER),  # 3번
+    re.compile(r"^\W*([1-5])\W*$"),  # the whole answer is one number: 3, (3), 3.
+)
+_CIRCLED = str.maketrans({"①": "1번", "②": "2번", "③": "3번", "④": "4번", "⑤": "5번"})
+
+
+def _as_letter(match: re.Match) -> str:
+    token = next(group for group in match.groups() if group)
+    return LETTERS[int(token) - 1] if token.isdigit() else token
+
+
+def extract_choice_lenient(output: str) -> str:
+    """The strict choice when there is one, else a choice in a format lm-eval's cascade misses
+    (``C번``, ``C가 정답입니다``, ``답은 3번``, ``③``), or '' when there is none either.
+
+    Never below strict: every strict answer is kept, so lenient minus strict accuracy is
+    what the answer format alone cost."""
+    strict = extract_choice(output)
+    if strict:
+        return strict
+    text = unicodedata.normalize("NFKC", (output or "").translate(_CIRCLED))
+    for pattern in LENIENT_PATTERNS:
+        matches = list(pattern.finditer(text))
+        if matches:
+            return _as_letter(matches[-1])
+    return ""
+
+
 def normalize_exact(text: str) -> str:
     """lm-eval's exact_match settings: ignore_case, ignore_punctuation, spaces and newlines removed."""
     return text.lower().translate(_PUNCTUATION).replace(" ", "").replace("\n", "")

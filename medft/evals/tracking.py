@@ -72,8 +72,16 @@ def flat_metrics(name: str, result: dict) -> dict:
     return flat
 
 
+def group_rows(result: dict) -> tuple[list[str], list[list]]:
+    """The groups (KorMedMCQA's professions, a mixture's sources) as table columns and rows,
+    so the dashboard shows them side by side as the printed table does."""
+    groups = result.get("groups") or {}
+    columns = list(dict.fromkeys(k for values in groups.values() for k in values))
+    return ["group", *columns], [[group, *(values.get(c) for c in columns)] for group, values in groups.items()]
+
+
 def log_result(run, name: str, result: dict, step: int | None = None) -> None:
-    """Metrics into history and summary; the first scored items as a table."""
+    """Metrics into history and summary; the groups and the first scored items as tables."""
     if run is None:
         return
     import wandb
@@ -81,6 +89,9 @@ def log_result(run, name: str, result: dict, step: int | None = None) -> None:
     flat = flat_metrics(name, result)
     if step is not None:
         flat["train/global_step"] = step  # the step axis the HF callback logs training against
+    columns, rows = group_rows(result)
+    if rows:
+        flat[f"{name}/groups"] = wandb.Table(columns=columns, data=rows)
     items = result.get("items") or []
     if items:
         columns = [k for k, v in items[0].items() if isinstance(v, (str, int, float, bool)) or v is None]
