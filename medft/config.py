@@ -173,9 +173,15 @@ class DataConfig:
     seed: int = 42
     # Fail the run when skipped/read of any source exceeds this.
     max_skip_ratio: float = 0.05
-    # The same normalised question in two splits fails the run unless this is true
+    # The same normalised question or answer in two splits fails the run unless this is true
     # (then it is kept in one split, dropped from the others, and counted).
     allow_leakage: bool = False
+    # Benchmarks (conf/eval/ names) whose questions the training data must not hold, checked
+    # together with train.eval_benchmarks by medft.train and medft.prepare.
+    contamination_benchmarks: List[str] = field(default_factory=list)
+    # A benchmark question found in the train or validation split fails the run unless this
+    # is true (then it is only reported in data_report.json).
+    allow_contamination: bool = False
     # Texts longer than this many characters are skipped (counted by reason).
     max_text_chars: int = 20000
     # Mask resident registration numbers, phone numbers and e-mail addresses.

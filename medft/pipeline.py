@@ -108,14 +108,19 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     source = _check_model_early(cfg)
     memory = plan_memory(cfg, source)
 
+    from medft.contamination import check_contamination
     from medft.data.cache import prepare_data
+    from medft.data.report import summary_table
 
     try:
         datasets, data_report = prepare_data(cfg.data)
+        check_contamination(cfg, datasets, data_report)
     except DataError as err:
         if getattr(err, "report", None) and main:  # what was read and skipped before the failure
             rundir.write_json(run_dir / "data_report.json", err.report)
         raise
+    if main:
+        log.info("data:\n%s", summary_table(data_report))
 
     import torch
     from transformers import set_seed

@@ -1,6 +1,7 @@
 """python -m medft.prepare data=<option> [overrides]: the data stage of training, alone.
 
 Same config tree and code path as medft.train: reads, cleans, splits and caches the data,
+checks it against the benchmarks of train.eval_benchmarks and data.contamination_benchmarks,
 writes data_report.json into the run directory and prints a summary table. HIRA
 statistics tables (data=hira_csv) are also written out as HIRA JSONL.
 """
@@ -15,25 +16,9 @@ from omegaconf import DictConfig
 
 from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
+from medft.data.report import summary_table
 
 register_schemas()
-
-
-def summary_table(report: dict) -> str:
-    """One line per source: read, kept, skipped (top reasons) and the rows per split."""
-    header = f"{'source':<14} {'kind':<12} {'read':>7} {'kept':>7} {'skipped':>8}  {'train':>7} {'valid':>6} {'test':>6}  top skip reasons"
-    lines = [header, "-" * len(header)]
-    for name, source in report["sources"].items():
-        reasons = sorted(source["skipped"].items(), key=lambda kv: -kv[1]["count"])[:3]
-        top = ", ".join(f"{reason} {entry['count']}" for reason, entry in reasons) or "-"
-        splits = source.get("splits", {})
-        lines.append(
-            f"{name:<14} {source['kind']:<12} {source['read']:>7} {source['kept']:>7} {source['skipped_total']:>8}  "
-            f"{splits.get('train', 0):>7} {splits.get('validation', 0):>6} {splits.get('test', 0):>6}  {top}"
-        )
-    totals = report["splits"]
-    lines.append(f"{'total':<14} {'':<12} {'':>7} {'':>7} {'':>8}  {totals['train']:>7} {totals['validation']:>6} {totals['test']:>6}")
-    return "\n".join(lines)
 
 
 def export_tables(cfg: DictConfig, datasets, run_dir: Path) -> list[Path]:
@@ -58,6 +43,7 @@ def main(cfg: DictConfig) -> None:
 
         from medft import rundir
         from medft.config import validate
+        from medft.contamination import check_contamination
         from medft.data.cache import prepare_data
         from medft.errors import DataError
 
@@ -65,6 +51,7 @@ def main(cfg: DictConfig) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
             datasets, report = prepare_data(cfg.data)
+            check_contamination(cfg, datasets, report)
         except DataError as err:
             if getattr(err, "report", None):
                 rundir.write_json(run_dir / "data_report.json", err.report)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medft.data.cache import cache_root, load_cached, save
+from medft.data.cache import cache_root, load_cached, save, source_digest
 
 KEY_VERSION = 1
 
@@ -32,11 +32,7 @@ KEY_VERSION = 1
 def _code_digest() -> str:
     from medft import labels, templates
 
-    digest = hashlib.sha256()
-    for path in [Path(labels.__file__), *sorted(Path(templates.__file__).parent.iterdir())]:
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    return source_digest([Path(labels.__file__), *Path(templates.__file__).parent.iterdir()])
 
 
 def tokenizer_digest(tokenizer) -> str | None:

@@ -68,7 +68,7 @@ def test_cleaning_counts_every_row_it_drops(tmp_path):
     splits, report = collect_records(_cfg({"h": {"kind": "hira", "path": str(folder)}}, max_text_chars=20,
                                           max_skip_ratio=0.5), progress=False)  # fmt: skip
     source = report.sources["h"]
-    assert dict(source.skipped) == {"duplicate": 1, "near_duplicate": 1, "empty_text": 1, "too_long_text": 1}
+    assert dict(source.dropped) == {"duplicate": 1, "near_duplicate": 1, "empty_text": 1, "too_long_text": 1}
     assert source.read == 45 and source.kept == 41
     assert source.info["personal_data_masked"] == {"email": 1, "phone_number": 1}
     texts = [m["content"] for s in splits.values() for r in s for m in r["messages"]]
@@ -83,8 +83,8 @@ def test_masking_can_be_turned_off(tmp_path):
 
 
 def test_weighted_mixture_takes_the_largest_mix_with_those_shares(tmp_path):
-    a = _hira(tmp_path / "a", [(f"가 질문 {i}", f"답 {i}") for i in range(100)])
-    b = _hira(tmp_path / "b", [(f"나 질문 {i}", f"답 {i}") for i in range(30)])
+    a = _hira(tmp_path / "a", [(f"가 질문 {i}", f"가 답 {i}") for i in range(100)])
+    b = _hira(tmp_path / "b", [(f"나 질문 {i}", f"나 답 {i}") for i in range(30)])
     cfg = _cfg({"a": {"kind": "hira", "path": str(a), "weight": 3}, "b": {"kind": "hira", "path": str(b), "weight": 1}},
                validation_ratio=0.0, test_ratio=0.0)  # fmt: skip
     splits, report = collect_records(cfg, progress=False)

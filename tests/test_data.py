@@ -251,12 +251,24 @@ def test_aihub_official_split_folders_map_to_train_and_validation(tmp_path):
     assert list(report.sources["aihub"].info["carved"]) == ["test"]
 
 
-def test_aihub_without_split_folders_is_all_train_then_carved(tmp_path):
+def test_aihub_without_split_folders_is_all_train_then_carved_by_folder(tmp_path):
     root = pairing_tree(tmp_path / "flat")
+    for intention in ("운동", "원인", "증상"):
+        group = ("순환기질환", "고혈압", intention)
+        for i in range(2):
+            question(root, group, f"HC-Q-{intention}{i}", f"고혈압 {intention} 질문 {i}")
+        answer(root, group, f"HC-A-{intention}", f"고혈압 {intention} 답변")
     splits, report = collect_records(data_cfg({"aihub": {"kind": "aihub", "path": str(root)}}), progress=False)
     assert {r["meta"]["source_split"] for r in all_records(splits)} == {"TL"}
     assert all(len(splits[s]) >= 1 for s in SPLITS)
-    assert report.sources["aihub"].info["carved"] == {"validation": 1, "test": 1}
+    home = {}
+    for split in SPLITS:
+        for r in splits[split]:
+            assert home.setdefault(r["meta"]["intention"], split) == split, r["id"]  # a folder stays whole
+    info = report.sources["aihub"].info
+    assert info["carved_groups"] == {"validation": 1, "test": 1}
+    assert info["carved"] == {"validation": len(splits["validation"]), "test": len(splits["test"])}
+    assert info["groups"]["count"] == 5 and info["grouped_by"][-3:] == ["category", "disease", "intention"]
 
 
 def test_aihub_nfd_folder_names_become_nfc(tmp_path):

@@ -22,6 +22,10 @@ def _prepare(tmp_path, run: str, *args):
 def test_prepare_prints_a_summary_and_the_second_run_reuses_the_cache(tmp_path):
     first_out, first = _prepare(tmp_path, "first", "data=sample")
     assert "source" in first_out.stdout and "aihub" in first_out.stdout and "total" in first_out.stdout
+    aihub = first["sources"]["aihub"]
+    files = f"files: read {aihub['read']} = used {aihub['used']} + skipped 0 + left unused {aihub['left_unused_total']}"
+    assert files in first_out.stdout
+    assert f"rows: formed {aihub['formed']} = kept {aihub['kept']} + dropped 0" in first_out.stdout
     assert first["cache"]["hit"] is False
     mtimes = [p.stat().st_mtime for p in Path(first["cache"]["path"]).rglob("*") if p.is_file()]
     second_out, second = _prepare(tmp_path, "second", "data=sample")

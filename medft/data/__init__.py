@@ -1,8 +1,9 @@
 """Data layer: every configured source becomes chat records in one DatasetDict, plus a report.
 
 ``load_datasets(cfg.data)`` returns ``(DatasetDict(train, validation, test), report)``. The
-records follow the contract in :mod:`medft.data.records`; the report counts what was read,
-kept and skipped per source and what splitting and the leakage check did. Importing this
+records follow the contract in :mod:`medft.data.records`; the report keeps, per source, a ledger
+of input items and one of rows that must both add up (:mod:`medft.data.report`), and says what
+group-aware splitting and the leakage check (questions and answers) did. Importing this
 package stays cheap: the loaders and ``datasets`` are imported when used.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from medft.data.clean import clean_source
 from medft.data.mixture import apply_weights
 from medft.data.records import unify_meta, with_system
-from medft.data.report import DataReport
+from medft.data.report import DataReport, SourceReport
 from medft.data.splits import SPLITS, cap_records, carve, ensure_nonempty, resolve_leaks
 from medft.errors import DataError
 
@@ -65,8 +66,10 @@ def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progres
     kind = _kind(name, src)
     module = importlib.import_module(_LOADERS[kind])
     sreport = report.add_source(name, kind, src.get("path") or src.get("hub_id"))
+    sreport.unit = getattr(module, "UNIT", "items")
     seed = int(data_cfg.get("seed", 42))
     by_split = module.load(name, src, seed=seed, report=sreport, progress=progress)
+    sreport.start_rows(sum(len(v) for v in by_split.values()))
     by_split = clean_source(
         by_split,
         sreport,
@@ -78,7 +81,7 @@ def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progres
     if not sreport.kept:
         raise DataError(
             f"data source '{name}' produced no records from {sreport.path} "
-            f"(read {sreport.read}, skipped {sreport.skipped_total}); check data.sources.{name}.path"
+            f"(read {sreport.read} {sreport.unit}, skipped {sreport.skipped_total}); check data.sources.{name}.path"
         )
     system = src.get("system_prompt") or data_cfg.get("system_prompt")
     if system:
@@ -95,10 +98,46 @@ def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progres
     sreport.info.update(carved)
     limit = src.get("max_records")
     if limit is not None:
-        before = len(by_split["train"])
-        by_split["train"] = cap_records(by_split["train"], int(limit), seed=seed, stratify=module.STRATIFY, salt=name)
-        sreport.info["max_records"] = {"limit": int(limit), "dropped_from_train": before - len(by_split["train"])}
+        before = by_split["train"]
+        by_split["train"] = cap_records(before, int(limit), seed=seed, stratify=module.STRATIFY, salt=name)
+        _drop_missing(sreport, "max_records", before, by_split["train"])
+        sreport.info["max_records"] = {"limit": int(limit), "dropped_from_train": len(before) - len(by_split["train"])}
     return by_split
+
+
+def _drop_missing(sreport: SourceReport, reason: str, before: list[dict], after: list[dict]) -> None:
+    """Count in the row ledger every record of ``before`` that ``after`` lacks."""
+    if len(before) == len(after):
+        return
+    kept = {id(r) for r in after}
+    for record in before:
+        if id(record) not in kept:
+            sreport.drop(reason, record["id"])
+
+
+def _resolve_leaks(splits: dict[str, list[dict]], report: DataReport, allow: bool) -> None:
+    """Drop leaked rows (counted per source), or fail in one line naming the first rule broken."""
+    report.leakage, dropped = resolve_leaks(splits)
+    for rule, record in dropped:
+        report.sources[record["meta"]["source"]].drop(f"{rule}_in_another_split", record["id"])
+    if allow:
+        return
+    for rule, why in (("question", "evaluation would see training questions"),
+                      ("answer", "held-out loss would score answers training already holds")):  # fmt: skip
+        count = report.leakage[f"{rule}s_in_several_splits"]
+        if count:
+            example = report.leakage["by_rule"][rule]["examples"][0]
+            raise DataError(
+                f"{count} {rule}s appear in more than one split (e.g. {example}); {why}: "
+                "fix the input or set data.allow_leakage=true to keep each in one split"
+            )
+
+
+def _group_by(data_cfg: Any) -> dict[str, tuple[str, ...]]:
+    """Each source's own group fields, by source name."""
+    sources = data_cfg.get("sources") or {}
+    modules = {str(n): importlib.import_module(_LOADERS[_kind(str(n), s)]) for n, s in sources.items()}
+    return {name: tuple(getattr(module, "GROUP_BY", ())) for name, module in modules.items()}
 
 
 def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, list[dict]], DataReport]:
@@ -115,9 +154,12 @@ def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, 
             raise DataError("data.sources is empty: pick a data config, e.g. data=sample or data=aihub")
         per_source = {str(name): _load_source(str(name), src, data_cfg, report, progress)
                       for name, src in sources.items()}  # fmt: skip
+        before = {str(n): list(per_source[str(n)]["train"]) for n, s in sources.items() if s.get("weight") is not None}
         mixture = apply_weights(per_source, {str(n): s.get("weight") for n, s in sources.items()}, seed=seed_of(data_cfg))
         if mixture:
             report.mixture = mixture
+            for n in mixture:
+                _drop_missing(report.sources[n], "mixture_weight", before[n], per_source[n]["train"])
         splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
         for by_split in per_source.values():
             for split, records in by_split.items():
@@ -126,24 +168,25 @@ def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, 
         dup = next((i for i, n in counts.items() if n > 1), None)
         if dup is not None:
             raise DataError(f"record id {dup} occurs twice; give the data sources distinct names under data.sources")
-        report.leakage = resolve_leaks(splits)
-        leaked = report.leakage["questions_in_several_splits"]
-        if leaked and not data_cfg.get("allow_leakage", False):
-            example = report.leakage["examples"][0]
-            raise DataError(
-                f"{leaked} questions appear in more than one split (e.g. {example}); evaluation would see "
-                "training questions: fix the input or set data.allow_leakage=true to keep each in one split"
-            )
-        report.rebalanced = ensure_nonempty(splits)
+        _resolve_leaks(splits, report, bool(data_cfg.get("allow_leakage", False)))
+        report.rebalanced = ensure_nonempty(splits, _group_by(data_cfg))
+        _count_splits(splits, report)
     except DataError as err:
         err.report = report.to_dict()  # lets `prepare` still write data_report.json
         raise
     report.meta_keys = unify_meta(r for rs in splits.values() for r in rs)
-    report.splits = {s: len(splits[s]) for s in SPLITS}
-    for name, sreport in report.sources.items():
-        sreport.splits = {s: sum(r["meta"]["source"] == name for r in splits[s]) for s in SPLITS}
     report.fingerprint = fingerprint(splits)
     return splits, report
+
+
+def _count_splits(splits: dict[str, list[dict]], report: DataReport) -> None:
+    """Rows per split, overall and per source; each source's ledgers must then add up."""
+    report.splits = {s: len(splits[s]) for s in SPLITS}
+    per_source = {s: Counter(r["meta"]["source"] for r in splits[s]) for s in SPLITS}
+    for name, sreport in report.sources.items():
+        sreport.splits = {s: per_source[s][name] for s in SPLITS}
+        sreport.kept = sum(sreport.splits.values())
+        sreport.verify()
 
 
 def to_dataset_dict(splits: dict[str, list[dict]], meta_keys: list[str]):

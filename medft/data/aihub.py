@@ -45,9 +45,13 @@ from medft.data.aihub_parse import (
 from medft.data.report import SourceReport
 from medft.errors import DataError
 
-__all__ = ["ANSWER_DIR", "ANSWER_PARTS", "QUESTION_DIR", "STRATIFY", "load", "split_of"]
+__all__ = ["ANSWER_DIR", "ANSWER_PARTS", "GROUP_BY", "QUESTION_DIR", "STRATIFY", "UNIT", "load", "split_of"]
 
 STRATIFY = ("category", "intention")
+# Pairing gives the questions of one folder that folder's answers: the folder (within the
+# source's own split) is one group for carving, so no held-out answer is a training answer.
+GROUP_BY = ("source_split", "category", "disease", "intention")
+UNIT = "files"
 SOURCE_URL = "https://aihub.or.kr/aihubdata/data/view.do?dataSetSn=71762"
 # Official folder and archive names that say which split a subtree is (TL/VL labels, TS/VS sources).
 _TRAIN = re.compile(r"^(tl|ts|training)(\d+)?([ _.\-].*)?$", re.IGNORECASE)
@@ -394,6 +398,8 @@ def _merge(params: Params, chunks: list[list], report: SourceReport) -> dict[str
             for kind, reason, rel in result.events:
                 if kind == "skip":
                     report.skip(reason, rel)
+                elif kind == "leave":
+                    report.leave(reason, rel)
                 elif kind == "ignore":
                     report.ignore(reason, rel)
                 else:
@@ -401,6 +407,7 @@ def _merge(params: Params, chunks: list[list], report: SourceReport) -> dict[str
             stats = [a + b for a, b in zip(stats, result.stats)]
     s = dict(zip(STAT_KEYS, stats))
     report.read += s["read"]
+    report.used += s["questions_paired"] + s["answers_used"]
     report.info["pairing"] = {
         "policy": params.policy,
         **({"cap": params.cap} if params.policy == "all" else {}),

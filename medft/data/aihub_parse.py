@@ -71,7 +71,7 @@ class GroupResult(NamedTuple):
 
     key: tuple[str, str, str, str]
     paired: "Paired | None"
-    events: list[tuple[str, str, str]]  # ("skip" | "ignore" | "info", reason, rel)
+    events: list[tuple[str, str, str]]  # ("skip" | "leave" | "ignore" | "info", reason, rel)
     stats: list[int]  # in STAT_KEYS order
 
 
@@ -250,6 +250,8 @@ def pair_group(params: Params, job: Job, qs: list[Item], ans: list[Item], out: G
         a_index = [(i + j) % n for i in range(len(qs)) for j in range(take)]
     used = sorted(set(a_index))
     if len(used) != n:  # send back only the answers used
+        chosen = set(used)
+        out.events.extend(("leave", "answer_not_chosen_by_pairing", a.rel) for k, a in enumerate(ans) if k not in chosen)
         slot = {k: i for i, k in enumerate(used)}
         a_index = [slot[k] for k in a_index]
         ans = [ans[k] for k in used]

@@ -3,8 +3,9 @@
 Reading the AI Hub tree means parsing hundreds of thousands of files; a second run over
 the same inputs (a sweep, a resumed job, `prepare` then `train`) loads the Arrow copy
 instead. The key covers every input file's path, size and modification time, the hub id
-and revision of hub sources, the data config and medft's data-format version, so any
-change to what would be produced gives a new key.
+and revision of hub sources, the data config, medft's data-format version and the data
+code itself (every ``medft/data`` source file as it is on disk), so any change to what
+would be produced, an upgrade that parses differently included, gives a new key.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 FORMAT_VERSION = 2  # bump when the records a loader produces change for the same inputs
+# Data settings checked after the cache (against benchmarks): they never change the records.
+NOT_IN_KEY = ("cache_dir", "allow_contamination", "contamination_benchmarks")
 
 
 def cache_root(data_cfg: Any) -> Path:
@@ -51,15 +54,36 @@ def _stat_inputs(path: str, digest) -> None:
         digest.update(line.encode() + b"\n")
 
 
+def source_digest(paths: Iterable[Path]) -> str:
+    """A hash of source files as they are on disk (path inside medft, then bytes).
+
+    Cached outputs keyed by it are rebuilt whenever the code that made them changes, not
+    only when someone remembers to bump a version.
+    """
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(Path(p).resolve() for p in paths):
+        if path.is_file():
+            name = path.relative_to(package).as_posix() if path.is_relative_to(package) else path.name
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def data_code_digest() -> str:
+    """The loaders, cleaning, splits and report code: everything that decides the records."""
+    return source_digest(Path(__file__).resolve().parent.rglob("*.py"))
+
+
 def fingerprint_inputs(data_cfg: Any) -> str:
     from omegaconf import OmegaConf
 
     import medft
 
     config = OmegaConf.to_container(data_cfg, resolve=True, enum_to_str=True)
-    config.pop("cache_dir", None)
+    for key in NOT_IN_KEY:
+        config.pop(key, None)
     digest = hashlib.sha256()
-    digest.update(json.dumps([FORMAT_VERSION, medft.__version__, config], sort_keys=True).encode())
+    digest.update(json.dumps([FORMAT_VERSION, medft.__version__, data_code_digest(), config], sort_keys=True).encode())
     for name in sorted(config["sources"]):
         source = config["sources"][name]
         digest.update(f"source:{name}\n".encode())

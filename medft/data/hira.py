@@ -18,6 +18,7 @@ from medft.errors import DataError
 
 FILES = {"train": ("train.jsonl",), "validation": ("val.jsonl", "validation.jsonl"), "test": ("test.jsonl",)}
 STRATIFY = ("category",)
+UNIT = "lines"
 LAYOUT = (
     "a folder with train.jsonl, val.jsonl and test.jsonl, one JSON object per line: "
     '{"instruction": ..., "input": ..., "output": ..., "metadata": {...}}'
@@ -110,4 +111,6 @@ def load(name: str, src: Any, *, seed: int, report: SourceReport, progress: bool
                 )
             except RecordError as err:
                 report.skip(err.reason, where)
+                continue
+            report.used += 1
     return out

@@ -8,7 +8,8 @@ records as HIRA instruction JSONL, loadable with ``kind: hira``; ``python -m med
 converts a folder of tables in one go.
 
 Counting: ``read`` counts (table row, measure) items of tables that have a template, plus files
-that could not be decoded or parsed. An item needing a blank or ``-`` cell is skipped as
+that could not be decoded or parsed; an item that became at least one record is ``used``
+(its phrasings are the rows it formed). An item needing a blank or ``-`` cell is skipped as
 ``missing_value``, one needing non-numeric text in a number column as ``bad_number`` (both with
 ``file:row``), so no row disappears without a reason. Tables with no template are ignored
 (``no_template``): a folder of downloads often holds tables nobody wrote questions for.
@@ -37,6 +38,8 @@ from medft.data.report import SourceReport
 from medft.errors import DataError
 
 STRATIFY = ("measure",)
+# The ledger's unit: one (table row, measure) item, or one file that could not be read as a table.
+UNIT = "table items"
 # Every phrasing of one table cell is the same fact: they must land in the same split, or
 # the test split would ask, reworded, what training already answered.
 GROUP_BY = ("file", "row", "measure")
@@ -387,7 +390,6 @@ class _Converter:
         if not fresh:
             self.report.ignore("duplicate_question", where)
             return []
-        self.report.read += 1
         meta = {
             "source": self.name,
             "file": rel,
@@ -397,12 +399,18 @@ class _Converter:
             "measure": measure.name,
             "encoding": encoding,
         }
-        records = []
+        records, failed = [], None
         for k, text in fresh:
             try:
                 records.append(make_record(f"{self.name}/{stem}/{row_no}/{measure.name}/{k + 1}", text, answer, meta))
             except RecordError as err:
-                self.report.skip(err.reason, where)
+                failed = failed or err.reason
+        # One item, one entry in the ledger: used when any phrasing became a record.
+        self.report.read += 1
+        if records:
+            self.report.used += 1
+        else:
+            self.report.skip(failed, where)
         return records
 
 

@@ -19,6 +19,7 @@ from medft.errors import DataError
 REQUIRED = ("QUESTION", "CONTEXTS", "LONG_ANSWER", "final_decision")
 DECISIONS = ("yes", "no", "maybe")
 STRATIFY = ("final_decision",)
+UNIT = "records"
 _PMID_KEYS = ("PMID", "pmid", "pubid", "PUBID")
 
 
@@ -32,6 +33,11 @@ def format_user(question: str, contexts: Iterable[str] | str) -> str:
     if not lines:
         return f"질문: {question}"
     return f"질문: {question}\n\n근거:\n" + "\n".join(lines)
+
+
+def question_of(user: str) -> str:
+    """The question back from a user turn built by :func:`format_user`."""
+    return user.removeprefix("질문: ").split("\n\n근거:\n", 1)[0]
 
 
 def _missing(columns: Iterable[str], where: str) -> None:
@@ -127,4 +133,6 @@ def load(name: str, src: Any, *, seed: int, report: SourceReport, progress: bool
             records.append(make_record(record_id, format_user(raw["QUESTION"], raw["CONTEXTS"]), raw["LONG_ANSWER"], meta))
         except RecordError as err:
             report.skip(err.reason, where)
+            continue
+        report.used += 1
     return {"test": records}

@@ -119,6 +119,15 @@ def question_key(record: Mapping[str, Any]) -> str:
     return normalise_question("\n".join(m["content"] for m in record["messages"] if m["role"] == "user"))
 
 
+def answer_text(record: Mapping[str, Any]) -> str:
+    """All assistant turns: the answer side of the leakage key, normalised like questions.
+
+    Pairing reuses answers (every question of an AI Hub folder may get the same one), so a
+    held-out row whose answer training already holds measures memorisation, not skill.
+    """
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] == "assistant")
+
+
 def unify_meta(records: Iterable[dict]) -> list[str]:
     """Give every record the same meta keys (missing -> None) and return them, sorted."""
     records = list(records)
