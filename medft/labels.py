@@ -84,15 +84,16 @@ def leading_special_ids(tokenizer) -> list[int]:
     return []
 
 
-def leading_ids_for(tokenizer, ids: list[int]) -> list[int]:
+def leading_ids_for(tokenizer, ids: list[int], lead: list[int] | None = None) -> list[int]:
     """What goes before a rendered text's ids (tokenized without special tokens) so that it
     starts exactly as in the model's own usage, ``tokenizer(apply_chat_template(..., tokenize=False))``.
 
     The rule: the template's own BOS when the template renders one (Llama 3.1: exactly one
     ``<|begin_of_text|>``, the tokenizer's is not added again), otherwise whatever the
-    tokenizer's defaults put before the text (SOLAR: ``<s>``; EXAONE: nothing).
+    tokenizer's defaults put before the text (SOLAR: ``<s>``; EXAONE: nothing). ``lead``: the
+    tokenizer's ``leading_special_ids``, when the caller has it already (one per split, not per row).
     """
-    lead = leading_special_ids(tokenizer)
+    lead = leading_special_ids(tokenizer) if lead is None else lead
     rendered_bos = bool(ids) and ids[0] == tokenizer.bos_token_id
     return [] if rendered_bos or ids[: len(lead)] == lead else lead
 
@@ -108,10 +109,10 @@ def encode_prompts(tokenizer, texts: list[str]):
     return tokenizer.pad({"input_ids": [encode_prompt(tokenizer, t) for t in texts]}, return_tensors="pt")
 
 
-def tokenize_rendered(tokenizer, rendered: RenderedConversation) -> dict:
+def tokenize_rendered(tokenizer, rendered: RenderedConversation, lead: list[int] | None = None) -> dict:
     """input_ids + labels; the leading BOS the model's usage adds (if any) is not trained."""
     enc = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    lead = leading_ids_for(tokenizer, enc["input_ids"])
+    lead = leading_ids_for(tokenizer, enc["input_ids"], lead)
     labels = [IGNORE_INDEX] * len(lead)
     spans = rendered.targets
     for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
@@ -126,11 +127,13 @@ def _with_user_content(messages: list[dict], index: int, content: str) -> list[d
     return shortened
 
 
-def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_length: int) -> dict:
+def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_length: int,
+                  lead: list[int] | None = None) -> dict:  # fmt: skip
     """input_ids + labels for one conversation; when it is too long, the longest user message
     (the context, e.g. PubMedQA abstracts) is cut from its end. Answers are never cut."""
     current = [{"role": m["role"], "content": m["content"]} for m in messages]
-    example = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, current))
+    lead = leading_special_ids(tokenizer) if lead is None else lead
+    example = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, current), lead)
     truncated = False
     if len(example["input_ids"]) > max_length:
         users = [i for i, m in enumerate(current) if m["role"] == "user"]
@@ -143,7 +146,7 @@ def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_lengt
         while low <= high:  # longest prefix of the context that fits
             mid = (low + high) // 2
             trial = _with_user_content(current, index, content[:mid].rstrip() + " …")
-            candidate = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, trial))
+            candidate = tokenize_rendered(tokenizer, render_with_targets(tokenizer, spec, trial), lead)
             if len(candidate["input_ids"]) <= max_length:
                 best, low = candidate, mid + 1
             else:
@@ -164,9 +167,10 @@ def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_lengt
 def _tokenize_rows(tokenizer, spec: TemplateSpec, max_length: int, rows) -> tuple[dict, dict]:
     kept = {"id": [], "input_ids": [], "labels": []}
     stats = {"rows": len(rows), "kept": 0, "truncated": 0, "supervised_tokens": 0, "tokens": 0, "skipped": {}}
+    lead = leading_special_ids(tokenizer)  # once per chunk: it tokenizes a probe text
     for row in rows:
         try:
-            example = build_example(tokenizer, spec, row["messages"], max_length)
+            example = build_example(tokenizer, spec, row["messages"], max_length, lead)
         except RowError as err:
             entry = stats["skipped"].setdefault(err.reason, {"count": 0, "examples": []})
             entry["count"] += 1

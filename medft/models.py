@@ -7,6 +7,7 @@ chat template, so training and inference render conversations identically.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,18 @@ def _config_dict(location: str, revision: str | None) -> dict | None:
     local = Path(location) / "config.json"
     if local.is_file():
         return json.loads(local.read_text(encoding="utf-8"))
+    text = _hub_config_text(location, revision)
+    return None if text is None else json.loads(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _hub_config_text(repo: str, revision: str | None) -> str | None:
+    """A hub checkpoint's config.json, fetched once per process: the source is resolved by
+    several steps of a run, and each fetch would ask the hub again."""
     try:
         from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(location, "config.json", revision=revision)).read_text(encoding="utf-8"))
+        return Path(hf_hub_download(repo, "config.json", revision=revision)).read_text(encoding="utf-8")
     except Exception:  # offline, gated, missing: the weights load reports it in one line
         return None
 

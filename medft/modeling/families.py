@@ -140,7 +140,7 @@ def lora_target_names(model, target: str, explicit: list[str] | None, model_name
     ``target`` resolved on this model. A role or name that matches nothing fails in one line
     naming the model's real layers (PEFT would silently train part of what was asked)."""
     family = describe(model)
-    available = set(block_linears(decoder_blocks(model)[1][0]))
+    available = {*family.role_names.values(), *family.other_linears}
     if explicit:
         missing = [n for n in explicit if n not in available]
         names = list(explicit)
