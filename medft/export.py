@@ -87,14 +87,13 @@ def _fidelity(model, inputs: list, inputs_name: str, reference):
 
 def _write(out: Path, model, tokenizer, info: dict, run_dir: Path, cfg, max_shard_size: str) -> None:
     from medft import model_card
+    from medft.models import keep_checkpoint_identity
     from medft.rundir import write_json
 
     log.info("export: writing %s", out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(out)
-    from medft.models import keep_checkpoint_identity
-
     keep_checkpoint_identity(out, cfg.model)
     write_json(out / EXPORT_JSON, info)
     card = model_card.render(run_dir, cfg, merged=info["merged"], dtype=info["dtype"], export=info)
