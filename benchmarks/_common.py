@@ -74,7 +74,7 @@ def lognormal_lengths(n: int, median: float, sigma: float, seed: int) -> list[in
 
 def hangul_syllables() -> list[str]:
     """The precomposed Hangul syllables the tiny tokenizer has a token for."""
-    from medft.tiny import character_inventory
+    from medft.modeling.tiny import character_inventory
 
     return [ch for ch in character_inventory() if "\uac00" <= ch <= "\ud7a3"]
 

@@ -9,7 +9,7 @@ rest go on:
 - freeze in bf16: model=tiny, model.dtype=bfloat16 under bf16 autocast, lr 1e-5, 8 steps:
   share of the top blocks' float32 master elements that moved, share visible at bf16, and the
   validation-loss fall against the same run with float32 weights.
-- QLoRA merge fidelity: model=tiny QLoRA, 30 steps, `medft.export merge=true` (dequantized
+- QLoRA merge fidelity: model=tiny QLoRA, 30 steps, `medft.runs.export merge=true` (dequantized
   base): max |logit(trained) - logit(merged)| against the 4-bit vs 16-bit base gap.
 - packing isolation: the probe's max logit difference with sdpa and, when installed,
   flash_attention_2.
@@ -39,7 +39,7 @@ ROWS: list[tuple[str, str, str]] = []  # (check, measured, target or note)
 def _train(overrides: list[str], run_dir: Path) -> dict:
     from conftest import compose_config
 
-    from medft.pipeline import JobInfo, run_training
+    from medft.training.pipeline import JobInfo, run_training
 
     return run_training(compose_config(["logger=none", "train.save_strategy=no", *overrides]), JobInfo(run_dir=run_dir))
 
@@ -47,7 +47,9 @@ def _train(overrides: list[str], run_dir: Path) -> dict:
 def freeze_bf16(work: Path) -> None:
     import torch
 
-    from medft import methods, pipeline
+    from medft.modeling import methods
+
+    from medft.training import pipeline
 
     common = ["method=freeze", "method.trainable_layers=2", "train.learning_rate=1e-5", "train.warmup_ratio=0",
               "train.max_steps=8", "train.per_device_batch_size=4"]  # fmt: skip
@@ -98,7 +100,9 @@ def packing(work: Path) -> None:
 
     from conftest import compose_config
 
-    from medft import models, packing as packing_lib
+    from medft.modeling import models
+
+    from medft.training import packing as packing_lib
 
     kernels = ["sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
     for kernel in kernels:
@@ -111,7 +115,7 @@ def packing(work: Path) -> None:
 
 
 def liger(work: Path) -> None:
-    from medft.trainer import liger_available
+    from medft.training.trainer import liger_available
 
     if not liger_available():
         ROWS.append(("Liger", "not installed", "pip install liger-kernel"))

@@ -1,10 +1,10 @@
-"""Peak memory of a training step: ``medft.memplan``'s estimate against measurements.
+"""Peak memory of a training step: ``medft.training.memplan``'s estimate against measurements.
 
     .venv/bin/python benchmarks/memory.py [--models tiny,small] [--methods lora,full,freeze]
                                           [--shapes 2x256,4x512] [--gc both|on|off] [--no-rss]
 
-Each configuration loads the model the way medft does (``medft.models.load_model`` on CPU,
-then ``medft.methods.apply_method``), turns on gradient checkpointing as the trainer does
+Each configuration loads the model the way medft does (``medft.modeling.models.load_model`` on CPU,
+then ``medft.modeling.methods.apply_method``), turns on gradient checkpointing as the trainer does
 (``use_reentrant=False``), adds TRL's fused LM head exactly as ``SFTTrainer`` does, and runs
 real training steps: forward with ``fused_lm_head=True`` (SFTTrainer's ``compute_loss``),
 backward, gradient clipping, AdamW (``train.optim=adamw_torch``), ``zero_grad``. Batches are
@@ -60,8 +60,8 @@ MIB = 1 << 20
 # ----------------------------------------------------------------------------- setup
 def load_for_training(cfg, gradient_checkpointing: bool):
     """The model as medft trains it on this CPU: loaded, method applied, TRL's fused head added."""
-    from medft.methods import apply_method
-    from medft.models import load_model, resolve_source
+    from medft.modeling.methods import apply_method
+    from medft.modeling.models import load_model, resolve_source
 
     model = load_model(cfg.model, cfg.method, "cpu", resolve_source(cfg.model))
     model = apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gradient_checkpointing)
@@ -234,7 +234,7 @@ class SavedBytes:
 
 
 def decoder_layers(model):
-    from medft.methods import find_decoder_layers
+    from medft.modeling.methods import find_decoder_layers
 
     return find_decoder_layers(model)[1]
 
@@ -408,7 +408,7 @@ def run_child(overrides: list[str], gc: bool, batch: int, seq: int, timeout: flo
 
 # ----------------------------------------------------------------------------- estimate
 def planner_estimate(cfg, batch: int, seq: int, gc: bool):
-    from medft.memplan import estimate_for_config, shape_from_source
+    from medft.training.memplan import estimate_for_config, shape_from_source
 
     shape = shape_from_source(cfg.model)
     return estimate_for_config(
@@ -503,7 +503,7 @@ def main() -> None:
         return
     import torch
 
-    from medft.models import resolve_source
+    from medft.modeling.models import resolve_source
 
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     gcs = {"both": (False, True), "on": (True,), "off": (False,)}[args.gc]

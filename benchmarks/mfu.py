@@ -17,7 +17,7 @@ machine's own matmul rate.
    computed, so the count becomes 2N (forward) + 2N (input gradients) + 2 x trainable params;
    the default ``--method full`` trains everything, where that is exactly 6N. The LM head's
    share is counted for the supervised tokens only: training needs logits only there, and
-   medft's loss projects only those (``medft.supervised_head``; TRL's fused head on CUDA too).
+   medft's loss projects only those (``medft.training.supervised_head``; TRL's fused head on CUDA too).
 3. MFU = achieved / ceiling.
 """
 

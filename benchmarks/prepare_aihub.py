@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from medft.data import aihub  # noqa: E402
+from medft.data.sources import aihub  # noqa: E402
 from medft.data.report import SourceReport  # noqa: E402
 
 CATEGORIES = {

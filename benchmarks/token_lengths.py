@@ -12,7 +12,7 @@ full AI Hub tree) under the tokenizer of the model they train.
 
 Prints, per role: rows, median/p5/p95 characters, words (whitespace-separated, i.e. 어절)
 and tokens, characters per token and tokens per word. Texts are tokenized without special
-tokens (the chat template's own tokens are counted by ``medft.labels``, not here).
+tokens (the chat template's own tokens are counted by ``medft.text.labels``, not here).
 """
 
 from __future__ import annotations

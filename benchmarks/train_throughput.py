@@ -19,14 +19,14 @@ there, and length-grouped batches meet it first while random ones meet it anywhe
     defaults it ran with (max_length, packing, gradient checkpointing, loss masking, ...) are
     printed.
 (c) medft's default composition (``hydra.compose`` of conf/train.yaml with ``model=<model>``),
-    built from the functions ``medft.pipeline.run_training`` uses: ``labels.tokenize_splits``
+    built from the functions ``medft.training.pipeline.run_training`` uses: ``labels.tokenize_splits``
     (assistant-only labels), ``packing.decide_packing(train.packing)`` then ``pack_rows`` and
     ``RowPackedCollator``, ``trainer.sft_config`` and ``trainer.build_trainer``. Evaluation is off
     (no validation split is passed) and ``train.save_strategy=no``: both would run outside the
     timed window anyway.
 
 All three train the same method, medft's default (``--method``, LoRA unless changed), applied
-by ``medft.methods.apply_method``, so the ratios measure the recipe (labels, padding, packing,
+by ``medft.modeling.methods.apply_method``, so the ratios measure the recipe (labels, padding, packing,
 trainer settings) and not the choice of trainable parameters.
 
 Measured per variant (median over repeats): supervised tokens/s (labels != -100, counted in
@@ -129,7 +129,7 @@ def naive_examples(conversations, tokenizer, max_length: int = NAIVE_MAX_LENGTH)
 
 
 def medft_rows(conversations, ctx: Context):
-    from medft import labels
+    from medft.text import labels
 
     tokenized, report = labels.tokenize_splits(
         {"train": conversations}, ctx.tokenizer, ctx.spec, ctx.cfg.train.max_length, progress=False
@@ -147,7 +147,7 @@ def prepare_data(ctx: Context, conversations) -> None:
 
 
 def load_model(ctx: Context, gradient_checkpointing: bool):
-    from medft import methods, models
+    from medft.modeling import methods, models
 
     model = models.load_model(ctx.cfg.model, ctx.cfg.method, ctx.device)
     return methods.apply_method(model, ctx.cfg.model, ctx.cfg.method, gradient_checkpointing=gradient_checkpointing)
@@ -185,10 +185,10 @@ def build_b(ctx: Context):
 
 
 def build_c(ctx: Context):
-    """medft.pipeline.run_training's composition, minus evaluation, saving and tracking."""
-    from medft import methods, models
-    from medft import packing as packing_lib
-    from medft import trainer as trainer_lib
+    """medft.training.pipeline.run_training's composition, minus evaluation, saving and tracking."""
+    from medft.modeling import methods, models
+    from medft.training import packing as packing_lib
+    from medft.training import trainer as trainer_lib
 
     cfg = ctx.cfg
     model = models.load_model(cfg.model, cfg.method, ctx.device)
@@ -254,7 +254,7 @@ def apply_tries(args, overrides: list[str]) -> dict:
     if args.try_pack_length:
         # Pack into shorter sequences than train.max_length. TRL's bfd truncates rows longer
         # than the pack, so combine with --try-override train.max_length=N to keep rows whole.
-        from medft import packing as packing_lib
+        from medft.training import packing as packing_lib
 
         real = packing_lib.pack_rows
         packing_lib.pack_rows = lambda dataset, max_length: real(dataset, min(max_length, args.try_pack_length))
@@ -324,9 +324,9 @@ def setup(model: str, data: str, steps: int, batch: int | None, warmup: int, met
           lengths: dict | None = None) -> tuple[Context, Any]:  # fmt: skip
     """Compose medft's config for ``model`` and load the tokenizer and conversations."""
     offline_environment()
-    from medft import models
-    from medft import trainer as trainer_lib
-    from medft.templates import get_spec
+    from medft.modeling import models
+    from medft.training import trainer as trainer_lib
+    from medft.text.templates import get_spec
 
     overrides = [f"model={model}", f"data={data if data == 'sample' else 'sample'}", "logger=none",
                  "train.save_strategy=no"]  # fmt: skip

@@ -52,14 +52,14 @@ def compose():
 
 @pytest.fixture(scope="session")
 def tiny_source():
-    from medft.models import resolve_source
+    from medft.modeling.models import resolve_source
 
     return resolve_source(compose_config().model)
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_source):
-    from medft.models import load_tokenizer
+    from medft.modeling.models import load_tokenizer
 
     return load_tokenizer(compose_config().model, tiny_source)
 
@@ -127,7 +127,7 @@ def wear_template(tokenizer, name: str):
     template's special tokens), with that template's end-of-turn and BOS."""
     import copy
 
-    from medft.templates import get_spec, load_template
+    from medft.text.templates import get_spec, load_template
 
     spec = get_spec(name)
     tok = copy.deepcopy(tokenizer)
@@ -136,3 +136,13 @@ def wear_template(tokenizer, name: str):
     if spec.renders_bos:
         tok.bos_token = spec.bos_token
     return tok, spec
+
+
+def compose_evaluate(overrides: list[str]):
+    """Compose conf/evaluate.yaml exactly as `python -m medft.evaluate` does."""
+    from hydra import compose, initialize_config_dir
+
+    import medft.cli.evaluate  # noqa: F401  (registers the schema and the job-folder resolver)
+    from medft.config import CONF_DIR
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("evaluate", overrides=list(overrides))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS, HEAD_DIM = 64, 128, 6, 4, 2, 16
 SEED = 20241209
-TEMPLATES = Path(__file__).resolve().parent.parent / "medft" / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "medft" / "text" / "templates"
 
 EXAONE_KNOWN_IDS = {"[PAD]": 0, "[BOS]": 1, "[|endofturn|]": 361}
 EXAONE_ASSUMED_IDS = {"[EOS]": 2, "[UNK]": 3, "[|system|]": 4, "[|user|]": 5, "[|assistant|]": 6}
@@ -140,7 +140,7 @@ def _exaone_tokenizer():
     """Character-level BPE with byte fallback; EXAONE's specials at their ids, nothing added around text."""
     from tokenizers import AddedToken, Tokenizer, decoders, models
 
-    from medft.tiny import character_inventory
+    from medft.modeling.tiny import character_inventory
 
     ids = {**EXAONE_KNOWN_IDS, **EXAONE_ASSUMED_IDS}
     by_id = {i: t for t, i in ids.items()}

@@ -1,4 +1,4 @@
-"""An Optuna ask/tell sweeper: each trial is one medft.train job, launched by Hydra's launcher.
+"""An Optuna ask/tell sweeper: each trial is one medft.cli.train job, launched by Hydra's launcher.
 
 Why not the published Hydra Optuna sweeper: it pins Optuna < 3, and its SQLite storage
 fails with SQLAlchemy 2. This one drives current Optuna through ask/tell, so any Hydra
@@ -10,7 +10,7 @@ Search space: ``params`` in the sweeper config and/or sweep expressions on the c
 line, in Hydra's override syntax: ``choice(8,16,32)``, ``range(1,9,2)``,
 ``interval(1e-5,1e-3)``, ``tag(log, interval(...))``, ``tag(int, interval(...))``.
 Other overrides are passed to every trial unchanged. The trial's value is what the task
-returns (medft.train returns the config's ``objective`` metric); a trial returning
+returns (medft.cli.train returns the config's ``objective`` metric); a trial returning
 nothing (a failed job) is recorded as failed and the study goes on.
 """
 

@@ -20,15 +20,15 @@ from medft.data.mixture import apply_weights
 from medft.data.records import unify_meta, with_system
 from medft.data.report import DataReport, SourceReport
 from medft.data.splits import SPLITS, cap_records, carve, ensure_nonempty, resolve_leaks
-from medft.errors import DataError
+from medft.runtime.errors import DataError
 
 __all__ = ["SPLITS", "collect_records", "load_datasets", "to_dataset_dict"]
 
 _LOADERS = {
-    "aihub": "medft.data.aihub",
-    "pubmedqa_ko": "medft.data.pubmedqa",
-    "hira": "medft.data.hira",
-    "hira_csv": "medft.data.hira_csv",
+    "aihub": "medft.data.sources.aihub",
+    "pubmedqa_ko": "medft.data.sources.pubmedqa",
+    "hira": "medft.data.sources.hira",
+    "hira_csv": "medft.data.sources.hira_csv",
 }
 
 

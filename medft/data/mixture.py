@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from medft.errors import DataError
+from medft.runtime.errors import DataError
 
 
 def apply_weights(per_source: dict[str, dict[str, list[dict]]], weights: dict[str, float | None], *, seed: int):

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from medft.errors import DataError
+from medft.runtime.errors import DataError
 
 MAX_EXAMPLES = 3
 # Drops that follow from a setting, not from bad input: they do not count against max_skip_ratio.

@@ -2,7 +2,7 @@
 
 Chat prompts are rendered by the tokenizer's chat template (the text a medft run was
 trained to continue) and tokenized with the leading BOS exactly as in training and in the
-model's own usage (``medft.labels.encode_prompt``). Raw prompts start as a chat prompt does
+model's own usage (``medft.text.labels.encode_prompt``). Raw prompts start as a chat prompt does
 (the template's BOS where it renders one, else the tokenizer's default) and are cut at the
 first blank line, where a few-shot prompt's continuation begins inventing the next question.
 """
@@ -13,9 +13,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from medft.generate import Reply
-from medft.labels import encode_prompt, encode_prompts
-from medft.templates import get_spec
+from medft.modeling.generate import Reply
+from medft.text.labels import encode_prompt, encode_prompts
+from medft.text.templates import get_spec
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The run's own test split: loss/perplexity on the answers, and the answers it generates.
 
 Loss is teacher-forced over the tokens training supervises (assistant turns and their
-end-of-turn, built by ``medft.labels.build_example``), averaged per token: on
+end-of-turn, built by ``medft.text.labels.build_example``), averaged per token: on
 ``eval.split=validation`` it is the validation loss training reports. Generation
 answers each conversation's last user turn greedily, one row at a time so latency and
 tokens/s are per answer, and is compared with the reference answer per character.
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 
-from medft.errors import DataError
+from medft.runtime.errors import DataError
 from medft.evals import scoring
 from medft.evals.generation import Prompter, batches, generate_batch
-from medft.generate import generation_kwargs
-from medft.labels import IGNORE_INDEX, RowError, build_example
-from medft.templates import get_spec
+from medft.modeling.generate import generation_kwargs
+from medft.text.labels import IGNORE_INDEX, RowError, build_example
+from medft.text.templates import get_spec
 
 
 def load_items(eval_cfg, model_cfg, trained: bool = False) -> list[dict]:
@@ -62,7 +62,7 @@ def token_losses(model, pad_id: int, examples: list[dict]) -> list[tuple[float, 
 
 def teacher_forced_loss(loaded, rows: list[dict], batch_size: int) -> dict:
     """Summed NLL over every supervised token of ``rows`` divided by their number: the
-    validation loss training reports (``medft.eval_loss``), here on any split."""
+    validation loss training reports (``medft.training.eval_loss``), here on any split."""
     tokenizer = loaded.tokenizer
     spec = get_spec(loaded.cfg.model.chat_template)
     max_length = int(loaded.cfg.train.max_length)

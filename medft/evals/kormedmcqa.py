@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medft.errors import DataError
+from medft.runtime.errors import DataError
 from medft.evals import scoring
 from medft.evals.generation import Prompter, batches, generate_batch
 from medft.evals.settings import use_chat_template
-from medft.generate import generation_kwargs
+from medft.modeling.generate import generation_kwargs
 
 FEATURES = ("subject", "year", "period", "q_number", "question", "A", "B", "C", "D", "E", "answer", "cot")
 REQUIRED = ("question", "A", "B", "C", "D", "E", "answer")

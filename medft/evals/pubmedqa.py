@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medft.data.pubmedqa import DECISIONS, format_user, read_hub, read_local
+from medft.data.sources.pubmedqa import DECISIONS, format_user, read_hub, read_local
 from medft.data.records import clean_text, question_key
-from medft.errors import DataError
+from medft.runtime.errors import DataError
 from medft.evals import scoring
 from medft.evals.generation import Prompter, batches, continuation_logprobs, generate_batch
 from medft.evals.settings import use_chat_template
-from medft.generate import generation_kwargs
+from medft.modeling.generate import generation_kwargs
 
 DECISION_INSTRUCTION = "위 근거를 바탕으로 질문에 yes, no, maybe 중 하나로만 답하세요."
 

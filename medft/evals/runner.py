@@ -15,9 +15,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from medft import rundir
+from medft.runs import rundir
 from medft.config import EvalKind
-from medft.errors import ConfigError, MedftError
+from medft.runtime.console import quiet_known_warnings
+from medft.runtime.errors import ConfigError, MedftError
 from medft.evals import settings as eval_settings
 from medft.evals.tracking import log_result, start_eval_run
 
@@ -123,9 +124,9 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- medft.evaluate
+# --------------------------------------------------------------------------- medft.cli.evaluate
 def _trained_config(run: str):
-    from medft.runs import load_run_config
+    from medft.runs.loading import load_run_config
 
     run_dir = Path(run).expanduser()
     if not run_dir.is_dir():
@@ -133,18 +134,9 @@ def _trained_config(run: str):
     return run_dir, load_run_config(run_dir)
 
 
-def _quiet_known_warnings() -> None:
-    import warnings
-
-    # Library plumbing the user cannot act on: a transformers rename and bitsandbytes' note that an
-    # optional CPU kernel package is absent (its fallback is what runs), printed on every import.
-    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-
 def evaluate(cfg, job_dir: Path, overrides: list[str] = (), progress: bool = True) -> tuple[dict, Path]:
     """The body of ``python -m medft.evaluate``: one benchmark on a run or a base model."""
-    _quiet_known_warnings()
+    quiet_known_warnings()
     if cfg.eval is None:
         raise ConfigError(f"no benchmark chosen; add eval=<name>, one of: {', '.join(eval_settings.benchmark_names())}")
     eval_settings.check(cfg.eval)
@@ -161,7 +153,7 @@ def evaluate(cfg, job_dir: Path, overrides: list[str] = (), progress: bool = Tru
     # Data before weights: a missing local copy fails in a second, not after loading an 8B model.
     data = load_data(cfg.eval, model_cfg, trained=run_dir is not None)
 
-    from medft.runs import load_base, load_trained
+    from medft.runs.loading import load_base, load_trained
 
     loaded = load_trained(run_dir) if run_dir is not None else load_base(cfg)
     name = cfg.eval.name
@@ -225,7 +217,7 @@ def benchmark_callback(cfg, run_dir: Path, names, every: int, wandb_run=None, ov
     from transformers import TrainerCallback
 
     from medft.config import MethodName
-    from medft.runs import LoadedModel
+    from medft.runs.loading import LoadedModel
 
     is_adapter = MethodName(getattr(cfg.method.name, "value", cfg.method.name)) in (MethodName.lora, MethodName.qlora)
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from medft.config import CONF_DIR, EvalConfig, EvalKind
-from medft.errors import ConfigError
+from medft.runtime.errors import ConfigError
 
 KORMEDMCQA_SUBSETS = ("doctor", "nurse", "pharm", "dentist")
 

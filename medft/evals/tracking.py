@@ -3,7 +3,7 @@
 A run directory's manifest names its W&B run; evaluation resumes it, so benchmark scores
 sit next to the run's loss curves. Without one (``logger=none`` at training, or a base
 model) a new run is started in the training run's group. Offline unless told otherwise,
-as in medft.tracking.
+as in medft.runs.tracking.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from medft.tracking import resolve_mode
+from medft.runs.tracking import resolve_mode
 
 log = logging.getLogger("medft")
 
