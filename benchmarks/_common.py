@@ -115,10 +115,12 @@ def synthetic_conversations(
     rows = {"id": [], "messages": []}
     for i, (q, a) in enumerate(zip(q_lengths, a_lengths, strict=True)):
         rows["id"].append(f"synthetic/{i:06d}")
-        rows["messages"].append([
-            {"role": "user", "content": korean_text(rng, q, syllables, end="?")},
-            {"role": "assistant", "content": korean_text(rng, a, syllables)},
-        ])  # fmt: skip
+        rows["messages"].append(
+            [
+                {"role": "user", "content": korean_text(rng, q, syllables, end="?")},
+                {"role": "assistant", "content": korean_text(rng, a, syllables)},
+            ]
+        )
     return Dataset.from_dict(rows)
 
 

@@ -37,9 +37,9 @@ ROWS: list[tuple[str, str, str]] = []  # (check, measured, target or note)
 
 
 def _train(overrides: list[str], run_dir: Path) -> dict:
-    from conftest import compose_config
-
     from medft.training.pipeline import JobInfo, run_training
+
+    from conftest import compose_config
 
     return run_training(compose_config(["logger=none", "train.save_strategy=no", *overrides]), JobInfo(run_dir=run_dir))
 
@@ -48,11 +48,16 @@ def freeze_bf16(work: Path) -> None:
     import torch
 
     from medft.modeling import methods
-
     from medft.training import pipeline
 
-    common = ["method=freeze", "method.trainable_layers=2", "train.learning_rate=1e-5", "train.warmup_ratio=0",
-              "train.max_steps=8", "train.per_device_batch_size=4"]  # fmt: skip
+    common = [
+        "method=freeze",
+        "method.trainable_layers=2",
+        "train.learning_rate=1e-5",
+        "train.warmup_ratio=0",
+        "train.max_steps=8",
+        "train.per_device_batch_size=4",
+    ]
     caught: dict = {}
     real_apply, real_save = methods.apply_method, pipeline._save
 
@@ -86,23 +91,31 @@ def qlora_merge(work: Path) -> None:
     run = work / "qlora"
     _train(["method=qlora", "train.max_steps=30", "train.learning_rate=2e-3"], run)
     out = work / "merged"
-    proc = subprocess.run([sys.executable, "-m", "medft.export", f"run={run}", "merge=true", f"output={out}",
-                           "export.dtype=bfloat16"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "medft.export", f"run={run}", "merge=true", f"output={out}", "export.dtype=bfloat16"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1])
     report = json.loads((out / "export.json").read_text(encoding="utf-8"))
-    ROWS.append(("QLoRA export: max |logit diff| trained vs merged", json.dumps(report.get("fidelity", report))[:90],
-                 "<= 0.3x the 4-bit vs 16-bit gap"))
+    ROWS.append(
+        (
+            "QLoRA export: max |logit diff| trained vs merged",
+            json.dumps(report.get("fidelity", report))[:90],
+            "<= 0.3x the 4-bit vs 16-bit gap",
+        )
+    )
 
 
 def packing(work: Path) -> None:
     import importlib.util
 
-    from conftest import compose_config
-
     from medft.modeling import models
-
     from medft.training import packing as packing_lib
+
+    from conftest import compose_config
 
     kernels = ["sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
     for kernel in kernels:
@@ -110,8 +123,9 @@ def packing(work: Path) -> None:
         source = models.resolve_source(cfg.model)
         model = models.load_model(cfg.model, cfg.method, "cuda", source)
         probe = packing_lib.probe_isolation(model, models.load_tokenizer(cfg.model, source))
-        ROWS.append((f"packing isolation ({kernel})", f"{probe.max_abs_diff:.2e}", "isolated" if probe.isolated
-                     else "LEAKS"))  # fmt: skip
+        ROWS.append(
+            (f"packing isolation ({kernel})", f"{probe.max_abs_diff:.2e}", "isolated" if probe.isolated else "LEAKS")
+        )
 
 
 def liger(work: Path) -> None:
@@ -121,8 +135,9 @@ def liger(work: Path) -> None:
         ROWS.append(("Liger", "not installed", "pip install liger-kernel"))
         return
     metrics = _train(["train.liger=true", "train.max_steps=10", "model.dtype=bfloat16"], work / "liger")
-    ROWS.append(("Liger: 10 steps, val loss", f"{metrics['eval_loss_initial']:.3f} -> {metrics['eval_loss']:.3f}",
-                 "falls"))
+    ROWS.append(
+        ("Liger: 10 steps, val loss", f"{metrics['eval_loss_initial']:.3f} -> {metrics['eval_loss']:.3f}", "falls")
+    )
 
 
 def throughput(work: Path, skip_standins: bool) -> None:
@@ -130,18 +145,25 @@ def throughput(work: Path, skip_standins: bool) -> None:
     if not skip_standins:
         import standins
 
-        for preset, build in (("hai_exaone_qlora", lambda r: standins.build_exaone(r, False)),
-                              ("pubmedqa_exaone_2.4b_freeze", lambda r: standins.build_exaone(r, True)),
-                              ("hira_solar_lora", standins.build_solar),
-                              ("pubmedqa_llama_lora", standins.build_llama31)):  # fmt: skip
+        for preset, build in (
+            ("hai_exaone_qlora", lambda r: standins.build_exaone(r, False)),
+            ("pubmedqa_exaone_2.4b_freeze", lambda r: standins.build_exaone(r, True)),
+            ("hira_solar_lora", standins.build_solar),
+            ("pubmedqa_llama_lora", standins.build_llama31),
+        ):
             folder = build(work / f"standin-{preset}")
             runs[preset] = [f"experiment={preset}", f"model.path={folder}", "data=sample", "train.eval_steps=0"]
     for name, overrides in runs.items():
         metrics = _train([*overrides, "train.max_steps=20"], work / name.replace(" ", "_"))
         # Supervised tokens of one epoch times the epochs done: the tokens these steps trained on.
         rate = metrics["train_supervised_tokens"] * metrics["epochs"] / metrics["train_runtime_s"]
-        ROWS.append((f"throughput {name}", f"{rate:,.0f} supervised tok/s, peak {metrics['peak_memory_gb']} GiB",
-                     f"{metrics['train_runtime_s']:.1f} s for 20 steps"))
+        ROWS.append(
+            (
+                f"throughput {name}",
+                f"{rate:,.0f} supervised tok/s, peak {metrics['peak_memory_gb']} GiB",
+                f"{metrics['train_runtime_s']:.1f} s for 20 steps",
+            )
+        )
 
 
 def main() -> int:
@@ -156,8 +178,13 @@ def main() -> int:
         return 2
     logging.disable(logging.WARNING)
     started = time.time()
-    sections = {"freeze_bf16": freeze_bf16, "qlora_merge": qlora_merge, "packing": packing, "liger": liger,
-                "throughput": lambda w: throughput(w, "standins" in args.skip)}  # fmt: skip
+    sections = {
+        "freeze_bf16": freeze_bf16,
+        "qlora_merge": qlora_merge,
+        "packing": packing,
+        "liger": liger,
+        "throughput": lambda w: throughput(w, "standins" in args.skip),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name, section in sections.items():
             if name in args.skip:

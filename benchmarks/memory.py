@@ -260,8 +260,9 @@ def block_saved_bytes(model, batch, params: set[int]) -> int:
     handles = [layer.register_forward_pre_hook(pre), layer.register_forward_hook(post)]
     try:
         with torch.enable_grad(), saver:
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                        logits_to_keep=1)  # fmt: skip
+            out = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, logits_to_keep=1
+            )
         del out
     finally:
         for h in handles:
@@ -288,9 +289,16 @@ def loss_head_peak(model, batch) -> int:
     tracker = LiveBytes(ignore={hidden.untyped_storage().data_ptr(), targets.untyped_storage().data_ptr()})
     with tracker:
         per_token = ChunkedLogProbFunction.apply(
-            hidden, head.weight, None, targets, 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0,
+            hidden,
+            head.weight,
+            None,
+            targets,
+            1.0,
+            _CHUNKED_LOGPROB_CHUNK_SIZE,
+            None,
+            1.0,
             ("log_probs", "entropy", "is_top1"),
-        )  # fmt: skip
+        )
         log_probs = per_token[0].view(mask.shape).masked_fill(~mask, 0)
         loss = -log_probs.sum() / mask.sum().clamp(min=1)
         del per_token, log_probs
@@ -397,8 +405,13 @@ def run_child(overrides: list[str], gc: bool, batch: int, seq: int, timeout: flo
     spec = json.dumps({"overrides": overrides, "gc": gc, "batch": batch, "seq": seq})
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", spec],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -412,9 +425,16 @@ def planner_estimate(cfg, batch: int, seq: int, gc: bool):
 
     shape = shape_from_source(cfg.model)
     return estimate_for_config(
-        cfg, shape, device="cpu", batch_size=batch, seq_len=seq, gradient_checkpointing=gc,
-        weight_dtype_bytes=4, compute_dtype_bytes=4, loss="chunked",  # the measured step runs TRL's fused head
-    )  # fmt: skip
+        cfg,
+        shape,
+        device="cpu",
+        batch_size=batch,
+        seq_len=seq,
+        gradient_checkpointing=gc,
+        weight_dtype_bytes=4,
+        compute_dtype_bytes=4,
+        loss="chunked",  # the measured step runs TRL's fused head
+    )
 
 
 @dataclass
@@ -450,14 +470,21 @@ def measure_config(model_name: str, method: str, gc: bool, batch: int, seq: int,
     rss_result = run_child(overrides, gc, batch, seq) if rss else None
     est = planner_estimate(cfg, batch, seq, gc)
     return Row(
-        model=model_name, method=method, gc=gc, batch=batch, seq=seq,
-        estimate=est.peak_allocated, est_activations=est.activations + est.recompute, est_logits=est.logits,
+        model=model_name,
+        method=method,
+        gc=gc,
+        batch=batch,
+        seq=seq,
+        estimate=est.peak_allocated,
+        est_activations=est.activations + est.recompute,
+        est_logits=est.logits,
         tensors=measured.tensors_peak,
         activations=measured.activations + (measured.block if gc else 0),
-        logits=measured.logits, live=measured.live_peak,
+        logits=measured.logits,
+        live=measured.live_peak,
         rss=None if rss_result is None else rss_result["rss_peak"],
         seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )
 
 
 def print_table(rows: list[Row]) -> None:
@@ -509,8 +536,10 @@ def main() -> None:
     gcs = {"both": (False, True), "on": (True,), "off": (False,)}[args.gc]
     for name in args.models.split(","):
         resolve_source(compose([f"model={name}"]).model)  # build the random checkpoint once, outside timing
-    print(f"# {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          "float32 weights and compute")  # fmt: skip
+    print(
+        f"# {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        "float32 weights and compute"
+    )
     rows = []
     for name in args.models.split(","):
         for method in args.methods.split(","):
@@ -518,8 +547,11 @@ def main() -> None:
                 for batch, seq in shapes:
                     row = measure_config(name, method, gc, batch, seq, rss=not args.no_rss)
                     rows.append(row)
-                    print(f"  measured {name} {method} gc={'on' if gc else 'off'} {batch}x{seq} in {row.seconds:.0f} s",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"  measured {name} {method} gc={'on' if gc else 'off'} {batch}x{seq} in {row.seconds:.0f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))

@@ -31,6 +31,7 @@ import time
 import warnings
 
 import train_throughput as tt
+
 from _common import OtherCpu, machine_description, wait_for_idle
 
 
@@ -62,8 +63,12 @@ def matmul_rate(size: int, repeats: int, device: str) -> dict:
         if i:  # the first call warms up the kernels
             times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    return {"size": size, "dtype": str(dtype).removeprefix("torch."), "seconds": seconds,
-            "flops": matmul_flops(size) / seconds}  # fmt: skip
+    return {
+        "size": size,
+        "dtype": str(dtype).removeprefix("torch."),
+        "seconds": seconds,
+        "flops": matmul_flops(size) / seconds,
+    }
 
 
 def param_counts(model) -> dict:
@@ -90,8 +95,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=None, help="packs (rows) per batch; default train.*")
     parser.add_argument("--size", type=int, default=None, help="matmul size (default 2048 on CPU, 8192 on CUDA)")
     parser.add_argument("--repeats", type=int, default=5, help="matmul repeats")
-    parser.add_argument("--wait-idle", type=float, default=0.0,
-                        help="wait up to this many seconds for other processes to go quiet before each measurement")  # fmt: skip
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="wait up to this many seconds for other processes to go quiet before each measurement",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -128,23 +137,38 @@ def main(argv=None) -> dict:
     head_per_token = training_flops_per_token(counts["head"], counts["head_trainable"])
     achieved = body_per_token * run["real_tok_s"] + head_per_token * run["supervised_tok_s"]
     per_token = body_per_token + head_per_token
-    result = {"ceiling": ceiling, "run": run, "params_matmul": matmul, "params_trainable": trainable,
-              "params_head": counts["head"], "flops_per_token": per_token, "achieved_flops": achieved,
-              "mfu": achieved / ceiling["flops"]}  # fmt: skip
+    result = {
+        "ceiling": ceiling,
+        "run": run,
+        "params_matmul": matmul,
+        "params_trainable": trainable,
+        "params_head": counts["head"],
+        "flops_per_token": per_token,
+        "achieved_flops": achieved,
+        "mfu": achieved / ceiling["flops"],
+    }
     formula = "6N" if trainable >= matmul else "4N + 2N_trainable"
     recipe = ctx.recipes.get("c", {})
     print()
     print(f"machine: {machine_description()}")
-    print(f"model={args.model} method={args.method} packing={recipe.get('packing')} "
-          f"rows/batch={ctx.batch} steps={args.steps} (timed: {run['steps_timed']})")  # fmt: skip
-    print(f"matmul ceiling ({size}x{size} {ceiling['dtype']}, median of {args.repeats}): "
-          f"{ceiling['flops'] / 1e9:,.1f} GFLOP/s ({ceiling['seconds'] * 1e3:.1f} ms; other processes "
-          f"{100 * ceiling['other_cpu']:.0f}% CPU)")  # fmt: skip
-    print(f"params in matmuls N = {matmul:,} (trainable {trainable:,}; LM head {counts['head']:,}); "
-          f"FLOPs/token = {formula} = {per_token / 1e9:.3f} GFLOP, the head's share on supervised tokens only")  # fmt: skip
-    print(f"training: {run['real_tok_s']:,.0f} non-pad tok/s ({run['supervised_tok_s']:,.0f} supervised), "
-          f"{run['s_per_step']:.2f} s/step, "
-          f"pad {100 * run['pad_fraction']:.1f} %, other processes {100 * run['other_cpu']:.0f}% CPU")  # fmt: skip
+    print(
+        f"model={args.model} method={args.method} packing={recipe.get('packing')} "
+        f"rows/batch={ctx.batch} steps={args.steps} (timed: {run['steps_timed']})"
+    )
+    print(
+        f"matmul ceiling ({size}x{size} {ceiling['dtype']}, median of {args.repeats}): "
+        f"{ceiling['flops'] / 1e9:,.1f} GFLOP/s ({ceiling['seconds'] * 1e3:.1f} ms; other processes "
+        f"{100 * ceiling['other_cpu']:.0f}% CPU)"
+    )
+    print(
+        f"params in matmuls N = {matmul:,} (trainable {trainable:,}; LM head {counts['head']:,}); "
+        f"FLOPs/token = {formula} = {per_token / 1e9:.3f} GFLOP, the head's share on supervised tokens only"
+    )
+    print(
+        f"training: {run['real_tok_s']:,.0f} non-pad tok/s ({run['supervised_tok_s']:,.0f} supervised), "
+        f"{run['s_per_step']:.2f} s/step, "
+        f"pad {100 * run['pad_fraction']:.1f} %, other processes {100 * run['other_cpu']:.0f}% CPU"
+    )
     print(f"achieved: {achieved / 1e9:,.1f} GFLOP/s (attention scores not counted)")
     print(f"MFU = achieved / ceiling = {100 * result['mfu']:.1f} %")
     return result

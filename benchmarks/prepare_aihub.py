@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from medft.data.sources import aihub  # noqa: E402
 from medft.data.report import SourceReport  # noqa: E402
+from medft.data.sources import aihub  # noqa: E402
 
 CATEGORIES = {
     "감염성질환": ["결핵", "대상포진", "폐렴", "A형 간염", "수두"],
@@ -42,7 +42,12 @@ CATEGORIES = {
     "여성질환": ["자궁근종", "다낭성 난소 증후군", "질염"],
     "유방내분비질환": ["갑상선 기능 저하증", "당뇨병", "유방암"],
 }
-ENGLISH = {"결핵": "Tuberculosis", "고혈압": "Hypertension", "급성 중이염": "Acute otitis media", "당뇨병": "Diabetes mellitus"}
+ENGLISH = {
+    "결핵": "Tuberculosis",
+    "고혈압": "Hypertension",
+    "급성 중이염": "Acute otitis media",
+    "당뇨병": "Diabetes mellitus",
+}
 INTENTIONS = ["정의", "증상", "원인", "진단", "치료", "약물", "예방", "식이, 생활", "운동", "재활", "검진"]
 DEPARTMENTS = ["내과", "가정의학과", "이비인후과", "피부과", "정형외과", "신경과", "산부인과", "감염내과"]
 ASKS = [
@@ -164,7 +169,9 @@ def medft(path: str, workers: int | None = None) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=100_000, help="questions to generate (= pairs under pairing=first)")
+    parser.add_argument(
+        "--pairs", type=int, default=100_000, help="questions to generate (= pairs under pairing=first)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the generated tree and zip, and print where")
     args = parser.parse_args()
@@ -177,7 +184,8 @@ def main() -> None:
         zip_path = work / "TL.zip"
         make_zip(tree, zip_path)
         print(
-            f"generated {n_q} questions + {n_a} answers ({n_q + n_a} files, TL.zip {zip_path.stat().st_size / 1e6:.0f} MB) "
+            f"generated {n_q} questions + {n_a} answers ({n_q + n_a} files, TL.zip "
+            f"{zip_path.stat().st_size / 1e6:.0f} MB) "
             f"in {time.perf_counter() - start:.0f}s; {os.cpu_count()} CPUs, {aihub.default_workers()} workers"
         )
         contenders = {

@@ -21,8 +21,14 @@ COMMANDS = {
     "python -m medft.train --help": ["-m", "medft.train", "--help"],
     "python -m medft.train --cfg job": ["-m", "medft.train", "--cfg", "job"],
     "... model=exaone data=aihub method=qlora --cfg job": [
-        "-m", "medft.train", "model=exaone", "data=aihub", "method=qlora", "--cfg", "job",
-    ],  # fmt: skip
+        "-m",
+        "medft.train",
+        "model=exaone",
+        "data=aihub",
+        "method=qlora",
+        "--cfg",
+        "job",
+    ],
 }
 
 

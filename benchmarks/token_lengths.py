@@ -73,16 +73,20 @@ def main(argv=None) -> dict:
     groups = {"text": args.text} if args.text else texts_by_role(args.overrides)
     results = {}
     print(f"tokenizer: {args.tokenizer} ({len(tokenizer)} tokens)")
-    print(f"{'role':<10} {'rows':>6} {'chars med (p5-p95)':>20} {'words med (p5-p95)':>20} "
-          f"{'tokens med (p5-p95)':>20} {'chars/tok':>9} {'tok/word':>8}")  # fmt: skip
+    print(
+        f"{'role':<10} {'rows':>6} {'chars med (p5-p95)':>20} {'words med (p5-p95)':>20} "
+        f"{'tokens med (p5-p95)':>20} {'chars/tok':>9} {'tok/word':>8}"
+    )
     for role, texts in groups.items():
         if not texts:
             print(f"{role:<10} no texts", file=sys.stderr)
             continue
         r = results[role] = describe(texts, tokenizer)
         spans = ["{:.0f} ({:.0f}-{:.0f})".format(*r[key]) for key in ("chars", "words", "tokens")]
-        print(f"{role:<10} {r['rows']:>6} {spans[0]:>20} {spans[1]:>20} {spans[2]:>20} "
-              f"{r['chars_per_token']:>9.2f} {r['tokens_per_word']:>8.2f}")  # fmt: skip
+        print(
+            f"{role:<10} {r['rows']:>6} {spans[0]:>20} {spans[1]:>20} {spans[2]:>20} "
+            f"{r['chars_per_token']:>9.2f} {r['tokens_per_word']:>8.2f}"
+        )
     return results
 
 

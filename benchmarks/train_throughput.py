@@ -155,8 +155,14 @@ def load_model(ctx: Context, gradient_checkpointing: bool):
 
 def _shared_args(ctx: Context, variant: str) -> dict:
     """What (a) and (b) set; everything else stays at the library's default."""
-    return {"output_dir": str(ctx.workdir / variant), "max_steps": ctx.steps, "per_device_train_batch_size": ctx.batch,
-            "use_cpu": ctx.device == "cpu", "bf16": False, "report_to": "none"}  # fmt: skip
+    return {
+        "output_dir": str(ctx.workdir / variant),
+        "max_steps": ctx.steps,
+        "per_device_train_batch_size": ctx.batch,
+        "use_cpu": ctx.device == "cpu",
+        "bf16": False,
+        "report_to": "none",
+    }
 
 
 def build_a(ctx: Context):
@@ -164,10 +170,16 @@ def build_a(ctx: Context):
 
     args = TrainingArguments(**_shared_args(ctx, "a"), save_strategy="no")
     model = load_model(ctx, gradient_checkpointing=False)
-    ctx.recipes.setdefault("a", {
-        "max_length": NAIVE_MAX_LENGTH, "padding": "max_length", "labels": "all non-pad tokens",
-        "gradient_checkpointing": args.gradient_checkpointing, "learning_rate": args.learning_rate,
-    })  # fmt: skip
+    ctx.recipes.setdefault(
+        "a",
+        {
+            "max_length": NAIVE_MAX_LENGTH,
+            "padding": "max_length",
+            "labels": "all non-pad tokens",
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "learning_rate": args.learning_rate,
+        },
+    )
     return Trainer(model=model, args=args, train_dataset=ctx.data["a"], data_collator=default_data_collator)
 
 
@@ -176,11 +188,23 @@ def build_b(ctx: Context):
 
     args = SFTConfig(**_shared_args(ctx, "b"))
     model = load_model(ctx, gradient_checkpointing=bool(args.gradient_checkpointing))
-    ctx.recipes.setdefault("b", {
-        key: getattr(args, key)
-        for key in ("max_length", "packing", "padding_free", "assistant_only_loss", "completion_only_loss",
-                    "gradient_checkpointing", "learning_rate", "logging_steps", "pad_to_multiple_of")
-    })  # fmt: skip
+    ctx.recipes.setdefault(
+        "b",
+        {
+            key: getattr(args, key)
+            for key in (
+                "max_length",
+                "packing",
+                "padding_free",
+                "assistant_only_loss",
+                "completion_only_loss",
+                "gradient_checkpointing",
+                "learning_rate",
+                "logging_steps",
+                "pad_to_multiple_of",
+            )
+        },
+    )
     return SFTTrainer(model=model, args=args, train_dataset=ctx.data["b"], processing_class=ctx.tokenizer)
 
 
@@ -198,20 +222,38 @@ def build_c(ctx: Context):
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
     flatten = packing and attention == "flash_attention_2"
     fused_loss = trainer_lib.use_fused_loss(cfg, ctx.device)
-    args = trainer_lib.sft_config(cfg, ctx.workdir / "c", ctx.device, [], has_eval=False, flatten_packs=flatten,
-                                  packing=packing, gradient_checkpointing=gc)  # fmt: skip
+    args = trainer_lib.sft_config(
+        cfg,
+        ctx.workdir / "c",
+        ctx.device,
+        [],
+        has_eval=False,
+        flatten_packs=flatten,
+        packing=packing,
+        gradient_checkpointing=gc,
+    )
     rows = ctx.data["c"]
     if packing:
         rows = packing_lib.pack_rows(rows, cfg.train.max_length)
     collator = packing_lib.RowPackedCollator(ctx.tokenizer.pad_token_id) if packing and not flatten else None
-    ctx.recipes.setdefault("c", {
-        "max_length": cfg.train.max_length, "packing": packing, "rows_per_pack": round(len(ctx.data["c"]) / len(rows), 2),
-        "flatten_packs": flatten, "gradient_checkpointing": gc, "bf16": args.bf16, "learning_rate": args.learning_rate,
-        "logging_steps": args.logging_steps, "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
-        **ctx.tries,
-    })  # fmt: skip
-    return trainer_lib.build_trainer(model, ctx.tokenizer, args, rows, None, data_collator=collator,
-                                     fused_loss=fused_loss)  # fmt: skip
+    ctx.recipes.setdefault(
+        "c",
+        {
+            "max_length": cfg.train.max_length,
+            "packing": packing,
+            "rows_per_pack": round(len(ctx.data["c"]) / len(rows), 2),
+            "flatten_packs": flatten,
+            "gradient_checkpointing": gc,
+            "bf16": args.bf16,
+            "learning_rate": args.learning_rate,
+            "logging_steps": args.logging_steps,
+            "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
+            **ctx.tries,
+        },
+    )
+    return trainer_lib.build_trainer(
+        model, ctx.tokenizer, args, rows, None, data_collator=collator, fused_loss=fused_loss
+    )
 
 
 BUILDERS = {"a": build_a, "b": build_b, "c": build_c}
@@ -285,8 +327,10 @@ def report(results: dict[str, list[dict]], ctx: Context, args) -> dict:
         medians[name].setdefault("gpu_peak_mib", None)
     print()
     print(f"machine: {machine_description()}")
-    print(f"model={args.model} method={ctx.recipes['c']['method']} data={args.data} rows/batch={ctx.batch} "
-          f"steps={ctx.steps} (timed: {ctx.steps - ctx.warmup}) repeats={args.repeats}")  # fmt: skip
+    print(
+        f"model={args.model} method={ctx.recipes['c']['method']} data={args.data} rows/batch={ctx.batch} "
+        f"steps={ctx.steps} (timed: {ctx.steps - ctx.warmup}) repeats={args.repeats}"
+    )
     header = (
         f"{'variant':<28} {'sup tok/s':>11} {'real tok/s':>11} {'pad %':>6} {'s/step':>8} {'sup/step':>8} "
         f"{'pos/step':>8} {'RSS+ MiB':>9} {'other%':>6}" + (f" {'GPU MiB':>9}" if cuda else "")
@@ -300,36 +344,57 @@ def report(results: dict[str, list[dict]], ctx: Context, args) -> dict:
         print(f"({name}) settings: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
     ratios = {}
     for other in ("a", "b"):
-        per_repeat = [c["supervised_tok_s"] / o["supervised_tok_s"] for c, o in zip(results["c"], results[other], strict=True)]
+        per_repeat = [
+            c["supervised_tok_s"] / o["supervised_tok_s"] for c, o in zip(results["c"], results[other], strict=True)
+        ]
         ratios[f"c/{other}"] = median(per_repeat)
-        print(f"supervised tok/s (c)/({other}): {ratios[f'c/{other}']:.2f}x  "
-              f"(per repeat: {', '.join(f'{r:.2f}' for r in per_repeat)})")  # fmt: skip
+        print(
+            f"supervised tok/s (c)/({other}): {ratios[f'c/{other}']:.2f}x  "
+            f"(per repeat: {', '.join(f'{r:.2f}' for r in per_repeat)})"
+        )
     busy = sum(1 for runs in results.values() for r in runs if r["other_cpu"] > BUSY_SHARE)
     if busy:
-        print(f"note: in {busy} of {sum(len(r) for r in results.values())} runs other processes used > 10% of the "
-              f"CPU (column other%); those timings are slowed by contention")  # fmt: skip
+        print(
+            f"note: in {busy} of {sum(len(r) for r in results.values())} runs other processes used > 10% of the "
+            f"CPU (column other%); those timings are slowed by contention"
+        )
     rss_c, rss_b = medians["c"]["rss_delta_mib"], medians["b"]["rss_delta_mib"]
     ratios["rss c/b"] = rss_c / rss_b if rss_b > 0 else float("nan")
     print(f"peak RSS above start (c) vs (b): {rss_c:.0f} MiB vs {rss_b:.0f} MiB ({ratios['rss c/b']:.2f}x)")
     if cuda:
-        print(f"peak GPU memory (c) vs (b): {medians['c']['gpu_peak_mib']:.0f} MiB vs {medians['b']['gpu_peak_mib']:.0f} MiB")
+        print(
+            f"peak GPU memory (c) vs (b): {medians['c']['gpu_peak_mib']:.0f} MiB vs "
+            f"{medians['b']['gpu_peak_mib']:.0f} MiB"
+        )
     return {"medians": medians, "ratios": ratios, "recipes": ctx.recipes, "runs": results}
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def setup(model: str, data: str, steps: int, batch: int | None, warmup: int, method: str | None,
-          extra_overrides: list[str] | None = None, rows: int | None = None,
-          lengths: dict | None = None) -> tuple[Context, Any]:  # fmt: skip
+def setup(
+    model: str,
+    data: str,
+    steps: int,
+    batch: int | None,
+    warmup: int,
+    method: str | None,
+    extra_overrides: list[str] | None = None,
+    rows: int | None = None,
+    lengths: dict | None = None,
+) -> tuple[Context, Any]:
     """Compose medft's config for ``model`` and load the tokenizer and conversations."""
     offline_environment()
     from medft.modeling import models
-    from medft.training import trainer as trainer_lib
+    from medft.runtime.devices import device_kind
     from medft.text.templates import get_spec
 
-    overrides = [f"model={model}", f"data={data if data == 'sample' else 'sample'}", "logger=none",
-                 "train.save_strategy=no"]  # fmt: skip
+    overrides = [
+        f"model={model}",
+        f"data={data if data == 'sample' else 'sample'}",
+        "logger=none",
+        "train.save_strategy=no",
+    ]
     if method:
         overrides.append(f"method={method}")
     if batch:
@@ -341,8 +406,16 @@ def setup(model: str, data: str, steps: int, batch: int | None, warmup: int, met
     validate(cfg)
     tokenizer = models.load_tokenizer(cfg.model)
     workdir = Path(tempfile.mkdtemp(prefix="medft-throughput-"))
-    ctx = Context(cfg, tokenizer, get_spec(cfg.model.chat_template), trainer_lib.device_kind(), steps or 0,
-                  cfg.train.per_device_batch_size, warmup, workdir)  # fmt: skip
+    ctx = Context(
+        cfg,
+        tokenizer,
+        get_spec(cfg.model.chat_template),
+        device_kind(),
+        steps or 0,
+        cfg.train.per_device_batch_size,
+        warmup,
+        workdir,
+    )
     conversations = load_conversations(data, cfg, rows or SYNTHETIC_ROWS, **(lengths or {}))
     # One epoch by default: every variant then meets its longest batch, which is where peak
     # memory is set (length-grouped batches put it first; random batches meet it anywhere).
@@ -355,27 +428,55 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="a conf/model option built from config (tiny, small)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="optimizer steps per variant and repeat (default: one epoch of the rows)")  # fmt: skip
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps per variant and repeat (default: one epoch of the rows)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="steps left out of the timing")
     parser.add_argument("--batch", type=int, default=None, help="rows (packs for (c)) per batch; default train.*")
     parser.add_argument("--data", choices=("synthetic", "sample"), default="synthetic")
     parser.add_argument("--rows", type=int, default=None, help=f"synthetic conversations (default {SYNTHETIC_ROWS})")
-    parser.add_argument("--answer-median", type=float, default=ANSWER_MEDIAN_TOKENS,
-                        help="synthetic data: median answer length in tokens of a real tokenizer")  # fmt: skip
-    parser.add_argument("--question-median", type=float, default=QUESTION_MEDIAN_TOKENS,
-                        help="synthetic data: median question length in tokens")  # fmt: skip
+    parser.add_argument(
+        "--answer-median",
+        type=float,
+        default=ANSWER_MEDIAN_TOKENS,
+        help="synthetic data: median answer length in tokens of a real tokenizer",
+    )
+    parser.add_argument(
+        "--question-median",
+        type=float,
+        default=QUESTION_MEDIAN_TOKENS,
+        help="synthetic data: median question length in tokens",
+    )
     parser.add_argument("--method", default=None, help="conf/method option for all variants (default: medft's)")
     parser.add_argument("--variants", default="abc", help="subset to run, e.g. 'ac' (ratios need all three)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--wait-idle", type=float, default=0.0,
-                        help="before each variant, wait up to this many seconds for other processes to go quiet")  # fmt: skip
-    parser.add_argument("--retries", type=int, default=3,
-                        help="with --wait-idle: measure a variant again when others used > 10%% CPU during it")  # fmt: skip
-    parser.add_argument("--try-pack-length", type=int, default=0,
-                        help="experiment: (c) packs to this length instead of train.max_length")  # fmt: skip
-    parser.add_argument("--try-override", action="append", default=[],
-                        help="experiment: a Hydra override applied to the config (all variants share it)")  # fmt: skip
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="before each variant, wait up to this many seconds for other processes to go quiet",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="with --wait-idle: measure a variant again when others used > 10%% CPU during it",
+    )
+    parser.add_argument(
+        "--try-pack-length",
+        type=int,
+        default=0,
+        help="experiment: (c) packs to this length instead of train.max_length",
+    )
+    parser.add_argument(
+        "--try-override",
+        action="append",
+        default=[],
+        help="experiment: a Hydra override applied to the config (all variants share it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -391,8 +492,9 @@ def main(argv=None) -> dict:
     overrides: list[str] = []
     tries = apply_tries(args, overrides)
     lengths = {"answer_median": args.answer_median, "question_median": args.question_median}
-    ctx, conversations = setup(args.model, args.data, args.steps, args.batch, args.warmup, args.method,
-                               overrides, args.rows, lengths)  # fmt: skip
+    ctx, conversations = setup(
+        args.model, args.data, args.steps, args.batch, args.warmup, args.method, overrides, args.rows, lengths
+    )
     ctx.tries = tries
     ctx.wait_idle = args.wait_idle
     try:
@@ -406,13 +508,20 @@ def main(argv=None) -> dict:
                 for _ in range(args.retries if args.wait_idle > 0 else 0):
                     if r["other_cpu"] <= BUSY_SHARE:
                         break
-                    print(f"[repeat {repeat + 1}/{args.repeats}] ({name}) discarded: other processes used "
-                          f"{100 * r['other_cpu']:.0f}% CPU during the run; measuring again", flush=True)  # fmt: skip
+                    print(
+                        f"[repeat {repeat + 1}/{args.repeats}] ({name}) discarded: other processes used "
+                        f"{100 * r['other_cpu']:.0f}% CPU during the run; measuring again",
+                        flush=True,
+                    )
                     r = run_variant(name, ctx)
                 results[name].append(r)
-                print(f"[repeat {repeat + 1}/{args.repeats}] ({name}) {r['supervised_tok_s']:.0f} supervised tok/s, "
-                      f"{r['s_per_step']:.3f} s/step ({r['cpu_s_per_step']:.3f} CPU s), RSS +{r['rss_delta_mib']:.0f} MiB, other processes "
-                      f"{100 * r['other_cpu']:.0f}% CPU (waited {r['waited_s']:.0f} s)", flush=True)  # fmt: skip
+                print(
+                    f"[repeat {repeat + 1}/{args.repeats}] ({name}) {r['supervised_tok_s']:.0f} supervised tok/s, "
+                    f"{r['s_per_step']:.3f} s/step ({r['cpu_s_per_step']:.3f} CPU s), RSS "
+                    f"+{r['rss_delta_mib']:.0f} MiB, other processes "
+                    f"{100 * r['other_cpu']:.0f}% CPU (waited {r['waited_s']:.0f} s)",
+                    flush=True,
+                )
         if set(names) != set(VARIANTS):
             return {"runs": results, "recipes": ctx.recipes}
         return report(results, ctx, args)

@@ -15,9 +15,20 @@ _SECRETS = ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 def isolated_environment(tmp_path_factory):
     """No network, no user W&B settings, a private model cache for the whole session."""
     root = tmp_path_factory.mktemp("env")
-    saved = {k: os.environ.get(k) for k in (*_SECRETS, "MEDFT_CACHE", "WANDB_DIR", "WANDB_CONFIG_DIR",
-                                              "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "HF_HUB_OFFLINE",
-                                              "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM")}  # fmt: skip
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            *_SECRETS,
+            "MEDFT_CACHE",
+            "WANDB_DIR",
+            "WANDB_CONFIG_DIR",
+            "WANDB_CACHE_DIR",
+            "WANDB_DATA_DIR",
+            "HF_HUB_OFFLINE",
+            "HF_DATASETS_OFFLINE",
+            "TOKENIZERS_PARALLELISM",
+        )
+    }
     for key in _SECRETS:
         os.environ.pop(key, None)
     os.environ["MEDFT_CACHE"] = str(root / "medft-cache")
@@ -144,5 +155,6 @@ def compose_evaluate(overrides: list[str]):
 
     import medft.cli.evaluate  # noqa: F401  (registers the schema and the job-folder resolver)
     from medft.config import CONF_DIR
+
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose("evaluate", overrides=list(overrides))

@@ -116,17 +116,28 @@ def lg_key(name: str) -> str:
 def _save_weights(folder: Path, weights: dict) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: weights[k].contiguous() for k in sorted(weights)}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})  # fmt: skip
+    save_file(
+        {k: weights[k].contiguous() for k in sorted(weights)},
+        str(folder / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
 
 
 # --- tokenizers ----------------------------------------------------------------------------
 
 
 def _added_tokens_decoder(backend) -> dict:
-    return {str(i): {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized, "rstrip": t.rstrip,
-                     "single_word": t.single_word, "special": t.special}
-            for i, t in sorted(backend.get_added_tokens_decoder().items())}  # fmt: skip
+    return {
+        str(i): {
+            "content": t.content,
+            "lstrip": t.lstrip,
+            "normalized": t.normalized,
+            "rstrip": t.rstrip,
+            "single_word": t.single_word,
+            "special": t.special,
+        }
+        for i, t in sorted(backend.get_added_tokens_decoder().items())
+    }
 
 
 def _write_tokenizer(folder: Path, backend, config: dict, special_map: dict) -> None:
@@ -168,14 +179,18 @@ def _llama3_tokenizer():
     names = sorted(LLAMA3_NAMED, key=LLAMA3_NAMED.get)
     names += [f"<|reserved_special_token_{i}|>" for i in range(3, 256 - len(names) + 3)]
     model_file = Path(llama_models.__file__).parent / "llama3" / "tokenizer.model"
-    tok = TikTokenConverter(vocab_file=str(model_file), pattern=MetaTokenizer.pat_str,
-                            extra_special_tokens=names).converted()  # fmt: skip
+    tok = TikTokenConverter(
+        vocab_file=str(model_file), pattern=MetaTokenizer.pat_str, extra_special_tokens=names
+    ).converted()
     bos = "<|begin_of_text|>"
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
-        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1",
-                                      special_tokens=[(bos, LLAMA3_NAMED[bos])]),
-    ])  # fmt: skip
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
+            processors.TemplateProcessing(
+                single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1", special_tokens=[(bos, LLAMA3_NAMED[bos])]
+            ),
+        ]
+    )
     return tok
 
 
@@ -183,8 +198,14 @@ def _llama3_tokenizer():
 
 
 def _common_dims() -> dict:
-    return {"hidden_size": HIDDEN, "intermediate_size": INTERMEDIATE, "num_attention_heads": HEADS,
-            "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "initializer_range": 0.02}  # fmt: skip
+    return {
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTERMEDIATE,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "head_dim": HEAD_DIM,
+        "initializer_range": 0.02,
+    }
 
 
 def build_exaone(root: Path, tied: bool) -> Path:
@@ -193,49 +214,83 @@ def build_exaone(root: Path, tied: bool) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tok = _exaone_tokenizer()
     vocab = tok.get_vocab_size()
-    _write_json(folder / "config.json", {
-        "activation_function": "silu",
-        "architectures": ["ExaoneForCausalLM"],
-        "attention_dropout": 0.0,
-        "auto_map": {"AutoConfig": "configuration_exaone.ExaoneConfig",
-                     "AutoModelForCausalLM": "modeling_exaone.ExaoneForCausalLM"},
-        "bos_token_id": 1,
-        "embed_dropout": 0.0,
-        "eos_token_id": 361,
-        **_common_dims(),
-        "layer_norm_epsilon": 1e-05,
-        "max_position_embeddings": 32768,
-        "model_type": "exaone",
-        "num_layers": LAYERS,
-        "pad_token_id": 0,
-        "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-        "rope_theta": 1000000.0,
-        "tie_word_embeddings": tied,
-        "torch_dtype": "bfloat16",
-        "transformers_version": "4.43.0",
-        "use_cache": True,
-        "vocab_size": vocab,
-    })  # fmt: skip
-    _write_json(folder / "generation_config.json", {"bos_token_id": 1, "eos_token_id": 361, "pad_token_id": 0,
-                                                    "transformers_version": "4.43.0"})  # fmt: skip
+    _write_json(
+        folder / "config.json",
+        {
+            "activation_function": "silu",
+            "architectures": ["ExaoneForCausalLM"],
+            "attention_dropout": 0.0,
+            "auto_map": {
+                "AutoConfig": "configuration_exaone.ExaoneConfig",
+                "AutoModelForCausalLM": "modeling_exaone.ExaoneForCausalLM",
+            },
+            "bos_token_id": 1,
+            "embed_dropout": 0.0,
+            "eos_token_id": 361,
+            **_common_dims(),
+            "layer_norm_epsilon": 1e-05,
+            "max_position_embeddings": 32768,
+            "model_type": "exaone",
+            "num_layers": LAYERS,
+            "pad_token_id": 0,
+            "rope_scaling": {
+                "factor": 8.0,
+                "high_freq_factor": 4.0,
+                "low_freq_factor": 1.0,
+                "original_max_position_embeddings": 8192,
+                "rope_type": "llama3",
+            },
+            "rope_theta": 1000000.0,
+            "tie_word_embeddings": tied,
+            "torch_dtype": "bfloat16",
+            "transformers_version": "4.43.0",
+            "use_cache": True,
+            "vocab_size": vocab,
+        },
+    )
+    _write_json(
+        folder / "generation_config.json",
+        {"bos_token_id": 1, "eos_token_id": 361, "pad_token_id": 0, "transformers_version": "4.43.0"},
+    )
     weights = _llama_weights(vocab, tied, "bfloat16")
     _save_weights(folder, {lg_key(k): v for k, v in weights.items()})
     for name in ("configuration_exaone", "modeling_exaone"):
         (folder / f"{name}.py").write_text(_RAISING_REMOTE_CODE.format(name=name), encoding="utf-8")
-    _write_tokenizer(folder, tok, {
-        "bos_token": "[BOS]", "eos_token": "[|endofturn|]", "pad_token": "[PAD]", "unk_token": "[UNK]",
-        "chat_template": _template("exaone3_5"), "clean_up_tokenization_spaces": False,
-        "model_max_length": 1000000000000000019884624838656, "tokenizer_class": "PreTrainedTokenizerFast",
-    }, {"bos_token": "[BOS]", "eos_token": "[|endofturn|]", "pad_token": "[PAD]", "unk_token": "[UNK]"})  # fmt: skip
+    _write_tokenizer(
+        folder,
+        tok,
+        {
+            "bos_token": "[BOS]",
+            "eos_token": "[|endofturn|]",
+            "pad_token": "[PAD]",
+            "unk_token": "[UNK]",
+            "chat_template": _template("exaone3_5"),
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 1000000000000000019884624838656,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        },
+        {"bos_token": "[BOS]", "eos_token": "[|endofturn|]", "pad_token": "[PAD]", "unk_token": "[UNK]"},
+    )
     return folder
 
 
 def _llama_config(vocab: int, extra: dict) -> dict:
-    return {"architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-            "hidden_act": "silu", **_common_dims(), "mlp_bias": False, "model_type": "llama",
-            "num_hidden_layers": LAYERS, "pretraining_tp": 1, "rms_norm_eps": 1e-05, "tie_word_embeddings": False,
-            "use_cache": True, "vocab_size": vocab, **extra}  # fmt: skip
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "hidden_act": "silu",
+        **_common_dims(),
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_hidden_layers": LAYERS,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        "vocab_size": vocab,
+        **extra,
+    }
 
 
 def build_llama31(root: Path) -> Path:
@@ -243,21 +298,53 @@ def build_llama31(root: Path) -> Path:
     folder = Path(root) / "llama-3.1-8b-instruct"
     folder.mkdir(parents=True, exist_ok=True)
     eos = [128001, 128008, 128009]
-    _write_json(folder / "config.json", _llama_config(128256, {
-        "bos_token_id": 128000, "eos_token_id": eos, "max_position_embeddings": 131072,
-        "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-        "rope_theta": 500000.0, "torch_dtype": "bfloat16", "transformers_version": "4.43.0.dev0",
-    }))  # fmt: skip
-    _write_json(folder / "generation_config.json", {"bos_token_id": 128000, "do_sample": True, "eos_token_id": eos,
-                                                    "temperature": 0.6, "top_p": 0.9,
-                                                    "transformers_version": "4.42.3"})  # fmt: skip
+    _write_json(
+        folder / "config.json",
+        _llama_config(
+            128256,
+            {
+                "bos_token_id": 128000,
+                "eos_token_id": eos,
+                "max_position_embeddings": 131072,
+                "rope_scaling": {
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 8192,
+                    "rope_type": "llama3",
+                },
+                "rope_theta": 500000.0,
+                "torch_dtype": "bfloat16",
+                "transformers_version": "4.43.0.dev0",
+            },
+        ),
+    )
+    _write_json(
+        folder / "generation_config.json",
+        {
+            "bos_token_id": 128000,
+            "do_sample": True,
+            "eos_token_id": eos,
+            "temperature": 0.6,
+            "top_p": 0.9,
+            "transformers_version": "4.42.3",
+        },
+    )
     _save_weights(folder, _llama_weights(128256, tied=False, dtype="bfloat16"))
-    _write_tokenizer(folder, _llama3_tokenizer(), {
-        "bos_token": "<|begin_of_text|>", "chat_template": _template("llama3_1"), "clean_up_tokenization_spaces": True,
-        "eos_token": "<|eot_id|>", "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 131072,
-        "tokenizer_class": "PreTrainedTokenizerFast",
-    }, {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})  # fmt: skip
+    _write_tokenizer(
+        folder,
+        _llama3_tokenizer(),
+        {
+            "bos_token": "<|begin_of_text|>",
+            "chat_template": _template("llama3_1"),
+            "clean_up_tokenization_spaces": True,
+            "eos_token": "<|eot_id|>",
+            "model_input_names": ["input_ids", "attention_mask"],
+            "model_max_length": 131072,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        },
+        {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
+    )
     return folder
 
 
@@ -277,18 +364,46 @@ def build_solar(root: Path) -> Path:
     """SOLAR-10.7B-Instruct-v1.0 (6 blocks instead of 48): SentencePiece tokenizer that adds <s>, pad = eos."""
     folder = Path(root) / "solar-10.7b-instruct-v1.0"
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", _llama_config(32000, {
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "max_position_embeddings": 4096,
-        "rope_scaling": None, "rope_theta": 10000.0, "torch_dtype": "float16", "transformers_version": "4.35.2",
-    }))  # fmt: skip
-    _write_json(folder / "generation_config.json", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-                                                    "transformers_version": "4.35.2"})  # fmt: skip
+    _write_json(
+        folder / "config.json",
+        _llama_config(
+            32000,
+            {
+                "bos_token_id": 1,
+                "eos_token_id": 2,
+                "pad_token_id": 2,
+                "max_position_embeddings": 4096,
+                "rope_scaling": None,
+                "rope_theta": 10000.0,
+                "torch_dtype": "float16",
+                "transformers_version": "4.35.2",
+            },
+        ),
+    )
+    _write_json(
+        folder / "generation_config.json",
+        {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "transformers_version": "4.35.2"},
+    )
     _save_weights(folder, _llama_weights(32000, tied=False, dtype="float16"))
-    _write_tokenizer(folder, _solar_tokenizer(folder), {
-        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "chat_template": _template("solar"),
-        "clean_up_tokenization_spaces": False, "eos_token": "</s>", "legacy": True,
-        "model_max_length": 1000000000000000019884624838656, "pad_token": "</s>", "sp_model_kwargs": {},
-        "spaces_between_special_tokens": False, "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>",
-        "use_default_system_prompt": True,
-    }, {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>"})  # fmt: skip
+    _write_tokenizer(
+        folder,
+        _solar_tokenizer(folder),
+        {
+            "add_bos_token": True,
+            "add_eos_token": False,
+            "bos_token": "<s>",
+            "chat_template": _template("solar"),
+            "clean_up_tokenization_spaces": False,
+            "eos_token": "</s>",
+            "legacy": True,
+            "model_max_length": 1000000000000000019884624838656,
+            "pad_token": "</s>",
+            "sp_model_kwargs": {},
+            "spaces_between_special_tokens": False,
+            "tokenizer_class": "LlamaTokenizer",
+            "unk_token": "<unk>",
+            "use_default_system_prompt": True,
+        },
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>"},
+    )
     return folder

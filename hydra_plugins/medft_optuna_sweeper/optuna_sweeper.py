@@ -75,9 +75,17 @@ def _format(value: Any) -> str:
 
 
 class OptunaSweeper(Sweeper):
-    def __init__(self, direction: str = "minimize", n_trials: int = 20, n_jobs: int = 1, sampler: str = "tpe",
-                 seed: int | None = 42, study_name: str = "medft", storage: str | None = None,
-                 params: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        direction: str = "minimize",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        sampler: str = "tpe",
+        seed: int | None = 42,
+        study_name: str = "medft",
+        storage: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"hydra.sweeper.direction={direction}: use minimize or maximize")
         if sampler not in ("tpe", "random"):
@@ -107,8 +115,13 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         storage = self.storage or f"sqlite:///{(sweep_dir / STUDY_DB).resolve()}"
-        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self._sampler(),
-                                    direction=self.direction, load_if_exists=True)  # fmt: skip
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=self._sampler(),
+            direction=self.direction,
+            load_if_exists=True,
+        )
         # Trials left running by a killed sweep: recorded as failed and asked again.
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(trial.number, state=TrialState.FAIL)
@@ -124,8 +137,10 @@ class OptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         space, fixed = search_space(arguments, self.params)
         if not space:
-            raise ValueError("the Optuna sweep has nothing to search: set hydra.sweeper.params or pass "
-                             "e.g. 'train.learning_rate=tag(log,interval(1e-5,1e-3))'")  # fmt: skip
+            raise ValueError(
+                "the Optuna sweep has nothing to search: set hydra.sweeper.params or pass "
+                "e.g. 'train.learning_rate=tag(log,interval(1e-5,1e-3))'"
+            )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -141,7 +156,7 @@ class OptunaSweeper(Sweeper):
             overrides = [tuple(fixed + [f"{k}={_format(v)}" for k, v in t.params.items()]) for t in trials]
             job_idx = min(t.number for t in trials)
             returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
-            for trial, ret in zip(trials, returns):
+            for trial, ret in zip(trials, returns, strict=False):
                 value = _value(ret)
                 trial.set_user_attr("run_dir", str(getattr(ret, "working_dir", "") or ""))
                 if value is None:
@@ -159,9 +174,15 @@ class OptunaSweeper(Sweeper):
             print("medft: optuna: no trial completed")
             return None
         best = study.best_trial
-        result = {"objective": self.config.get("objective"), "direction": self.direction, "best_value": best.value,
-                  "best_params": best.params, "best_trial": best.number,
-                  "best_run_dir": best.user_attrs.get("run_dir"), "trials": len(study.trials)}  # fmt: skip
+        result = {
+            "objective": self.config.get("objective"),
+            "direction": self.direction,
+            "best_value": best.value,
+            "best_params": best.params,
+            "best_trial": best.number,
+            "best_run_dir": best.user_attrs.get("run_dir"),
+            "trials": len(study.trials),
+        }
         OmegaConf.save(OmegaConf.create(result), sweep_dir / BEST)
         shown = " ".join(f"{k}={_format(v)}" for k, v in best.params.items())
         print(f"medft: optuna best {result['objective']}={best.value:.4f} (trial {best.number}): {shown}")

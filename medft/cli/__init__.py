@@ -65,7 +65,7 @@ def _check_key(path: list[str]) -> str | None:
     walked: list[str] = []
     for part in path:
         node = _unwrap(node)
-        if typing.get_origin(node) in (dict, typing.Dict):
+        if typing.get_origin(node) in (dict, dict):
             node = typing.get_args(node)[1]
             walked.append(part)
             continue
@@ -87,8 +87,13 @@ def _typed_skeleton():
     from omegaconf import OmegaConf
 
     from medft.config import (
-        EvalConfig, LoraSettings, MethodConfig, ModelConfig, QuantizationSettings, TinyArchitecture,
-    )  # fmt: skip
+        EvalConfig,
+        LoraSettings,
+        MethodConfig,
+        ModelConfig,
+        QuantizationSettings,
+        TinyArchitecture,
+    )
 
     root = RootConfig(
         model=ModelConfig(tiny=TinyArchitecture()),
@@ -197,7 +202,7 @@ def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
             continue
         key, value = arg.split("=", 1)
         if key == "hydra/launcher" and value.startswith(("slurm", "submitit")) and not _has_slurm_launcher():
-            raise ConfigError(f"hydra/launcher={value} needs the SLURM launcher plugin: pip install -e \".[slurm]\"")
+            raise ConfigError(f'hydra/launcher={value} needs the SLURM launcher plugin: pip install -e ".[slurm]"')
         if key.startswith(("+", "~", "hydra")):
             continue
         key = key.removeprefix("override ")

@@ -27,13 +27,17 @@ def parse_args(argv: list[str]) -> tuple[list[Path], dict[str, str]]:
                 raise ConfigError(f"{key}= needs a value, e.g. metric=eval_loss out=compare direction=min")
             options[key] = value
         elif sep and "/" not in key and not Path(arg).exists():
-            raise ConfigError(f"{arg}: unknown option {key} (and no such directory); allowed: {', '.join(o + '=' for o in OPTIONS)} "
-                              "and run or sweep dirs")  # fmt: skip
+            raise ConfigError(
+                f"{arg}: unknown option {key} (and no such directory); allowed: {', '.join(o + '=' for o in OPTIONS)} "
+                "and run or sweep dirs"
+            )
         else:
             paths.append(Path(arg))
     if not paths:
-        raise ConfigError("no run dir given; usage: python -m medft.compare <dir> [<dir> ...] [metric=eval_loss] "
-                          "[out=<folder>] [direction=min|max]")  # fmt: skip
+        raise ConfigError(
+            "no run dir given; usage: python -m medft.compare <dir> [<dir> ...] [metric=eval_loss] "
+            "[out=<folder>] [direction=min|max]"
+        )
     return paths, options
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from medft.cli import prepare_overrides, fail, user_errors
+from medft.cli import fail, prepare_overrides, user_errors
 
 
 def _flag(value: str) -> bool:
@@ -58,7 +58,7 @@ def run_texts(tokenizer, ids: list[int], runs: list[tuple[bool, int, int]]) -> l
         prefix = tokenizer.decode(ids[:end])
         cuts.append(max(cuts[-1], len(os.path.commonprefix([full, prefix]))))
     cuts.append(len(full))
-    return [full[a:b] for a, b in zip(cuts, cuts[1:])]
+    return [full[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 def _piece(tokenizer, token_id: int) -> str:
@@ -75,7 +75,7 @@ def render_row(tokenizer, example: dict, plain: bool, ids: bool = False) -> str:
     runs = mask_runs(example["labels"])
     texts = (_ids_texts if ids else run_texts)(tokenizer, example["input_ids"], runs)
     pieces = []
-    for index, ((trained, _, _), text) in enumerate(zip(runs, texts)):
+    for index, ((trained, _, _), text) in enumerate(zip(runs, texts, strict=False)):
         if plain:
             pieces.append(f"«{text}»" if trained else text)
         else:
@@ -97,8 +97,8 @@ def show(argv: list[str]) -> None:
     validate(cfg)
 
     from medft.data import load_datasets
-    from medft.text.labels import RowError, build_example
     from medft.modeling.models import load_tokenizer
+    from medft.text.labels import RowError, build_example
     from medft.text.templates import get_spec
 
     datasets, _ = load_datasets(cfg.data, progress=False)
@@ -107,9 +107,12 @@ def show(argv: list[str]) -> None:
     rows = datasets[view["split"]]
     tokenizer = load_tokenizer(cfg.model)
     spec = get_spec(cfg.model.chat_template)
-    print(f"model={cfg.model.name} template={spec.name} data={cfg.data.name} split={view['split']} "
-          f"max_length={cfg.train.max_length}; supervised tokens are " + ("«marked»" if view["plain"] else
-          f"{GREEN}green{RESET}") + ("; tokens shown as id:piece" if view["ids"] else ""))  # fmt: skip
+    print(
+        f"model={cfg.model.name} template={spec.name} data={cfg.data.name} split={view['split']} "
+        f"max_length={cfg.train.max_length}; supervised tokens are "
+        + ("«marked»" if view["plain"] else f"{GREEN}green{RESET}")
+        + ("; tokens shown as id:piece" if view["ids"] else "")
+    )
     for index in range(min(view["n"], len(rows))):
         row = rows[index]
         try:

@@ -41,10 +41,10 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         from hydra.core.hydra_config import HydraConfig
 
-        from medft.runs import rundir
         from medft.config import validate
-        from medft.evals.contamination import check_contamination
         from medft.data.cache import prepare_data
+        from medft.evals.contamination import check_contamination
+        from medft.runs import rundir
         from medft.runtime.errors import DataError
 
         validate(cfg)

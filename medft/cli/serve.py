@@ -38,8 +38,10 @@ def main(cfg: DictConfig) -> None:
         info = {"model": describe(loaded), "system_prompt": session.system_prompt, "disclaimer": DISCLAIMER}
         server = make_server(session, cfg.chat.host, cfg.chat.port, info)
     if not is_loopback(cfg.chat.host):
-        print(f"medft: warning: chat.host={cfg.chat.host} is reachable from other machines; the page has no login",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"medft: warning: chat.host={cfg.chat.host} is reachable from other machines; the page has no login",
+            file=sys.stderr,
+        )
     print(f"medft: chat page on {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

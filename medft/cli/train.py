@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from medft.cli import prepare_overrides, fail, user_errors
+from medft.cli import fail, prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
 
 register_schemas()
@@ -76,8 +76,10 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as err:  # noqa: BLE001 - any trial error is the trial's, not the sweep's
         record_failure(job.run_dir, err)
         log.error("job %s failed: %s (details in %s)", job.run_dir.name, err, job.run_dir / "failed.json")
-        print(f"medft: job {job.run_dir.name} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"medft: job {job.run_dir.name} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            file=sys.stderr,
+        )
         return None
 
 

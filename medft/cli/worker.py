@@ -27,9 +27,10 @@ def load_frozen(run_dir: Path):
 
 
 def main(argv: list[str]) -> int:
+    from medft.runtime.distributed import is_main_process
+    from medft.runtime.errors import MedftError
     from medft.training import distributed
     from medft.training.checkpoints import Preempted
-    from medft.runtime.errors import MedftError
     from medft.training.pipeline import run_training
 
     run_dir = Path(argv[0])
@@ -38,16 +39,19 @@ def main(argv: list[str]) -> int:
     try:
         run_training(cfg, job)
     except Preempted as stop:
-        if distributed.is_main_process():
-            error_file.write_text(json.dumps({"preempted": True, "step": stop.step, "signal": int(stop.signum)}),
-                                  encoding="utf-8")  # fmt: skip
+        if is_main_process():
+            error_file.write_text(
+                json.dumps({"preempted": True, "step": stop.step, "signal": int(stop.signum)}), encoding="utf-8"
+            )
         return 143
     except Exception as err:
-        if distributed.is_main_process():
-            error_file.write_text(json.dumps({"error": str(err), "type": type(err).__name__,
-                                              "user_error": isinstance(err, MedftError)}), encoding="utf-8")  # fmt: skip
+        if is_main_process():
+            error_file.write_text(
+                json.dumps({"error": str(err), "type": type(err).__name__, "user_error": isinstance(err, MedftError)}),
+                encoding="utf-8",
+            )
         if isinstance(err, MedftError):
-            if distributed.is_main_process():
+            if is_main_process():
                 print(f"medft: error: {err}", file=sys.stderr)
             return 2
         raise

@@ -45,7 +45,9 @@ def _kind(name: str, src: Any) -> str:
         return SourceKind(_value(raw)).value
     except ValueError:
         choices = ", ".join(k.value for k in SourceKind)
-        raise DataError(f"data.sources.{name}.kind={_value(raw)} is not a known source kind; use one of {choices}") from None
+        raise DataError(
+            f"data.sources.{name}.kind={_value(raw)} is not a known source kind; use one of {choices}"
+        ) from None
 
 
 def fingerprint(splits: dict[str, list[dict]]) -> str:
@@ -122,8 +124,10 @@ def _resolve_leaks(splits: dict[str, list[dict]], report: DataReport, allow: boo
         report.sources[record["meta"]["source"]].drop(f"{rule}_in_another_split", record["id"])
     if allow:
         return
-    for rule, why in (("question", "evaluation would see training questions"),
-                      ("answer", "held-out loss would score answers training already holds")):  # fmt: skip
+    for rule, why in (
+        ("question", "evaluation would see training questions"),
+        ("answer", "held-out loss would score answers training already holds"),
+    ):
         count = report.leakage[f"{rule}s_in_several_splits"]
         if count:
             example = report.leakage["by_rule"][rule]["examples"][0]
@@ -152,10 +156,13 @@ def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, 
         sources = data_cfg.get("sources") or {}
         if not sources:
             raise DataError("data.sources is empty: pick a data config, e.g. data=sample or data=aihub")
-        per_source = {str(name): _load_source(str(name), src, data_cfg, report, progress)
-                      for name, src in sources.items()}  # fmt: skip
+        per_source = {
+            str(name): _load_source(str(name), src, data_cfg, report, progress) for name, src in sources.items()
+        }
         before = {str(n): list(per_source[str(n)]["train"]) for n, s in sources.items() if s.get("weight") is not None}
-        mixture = apply_weights(per_source, {str(n): s.get("weight") for n, s in sources.items()}, seed=seed_of(data_cfg))
+        mixture = apply_weights(
+            per_source, {str(n): s.get("weight") for n, s in sources.items()}, seed=seed_of(data_cfg)
+        )
         if mixture:
             report.mixture = mixture
             for n in mixture:

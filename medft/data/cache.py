@@ -16,8 +16,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 FORMAT_VERSION = 2  # bump when the records a loader produces change for the same inputs
 # Data settings checked after the cache (against benchmarks): they never change the records.
@@ -135,8 +136,12 @@ def prepare_data(data_cfg: Any, *, progress: bool = True, use_cache: bool = True
         cached = load_cached(entry)
         if cached is not None:
             datasets, report = cached
-            report["cache"] = {"hit": True, "key": key, "path": str(entry),
-                               "seconds": round(time.perf_counter() - started, 4)}  # fmt: skip
+            report["cache"] = {
+                "hit": True,
+                "key": key,
+                "path": str(entry),
+                "seconds": round(time.perf_counter() - started, 4),
+            }
             return datasets, report
     datasets, report = load_datasets(data_cfg, progress=progress)
     report["cache"] = {"hit": False, "key": key, "path": str(entry)}

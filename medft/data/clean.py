@@ -45,8 +45,18 @@ _EMAIL = re.compile(
 
 # 주민등록번호 / 외국인등록번호: YYMMDD, then a sex/century digit and six more.
 _REGISTRATION = re.compile(_LEFT + r"(?P<front>\d{6})(?P<sep> ?- ?| ?)(?P<back>\d{7})" + _RIGHT)
-_CENTURY = {"1": 1900, "2": 1900, "3": 2000, "4": 2000, "5": 1900, "6": 1900, "7": 2000, "8": 2000,
-            "9": 1800, "0": 1800}  # fmt: skip
+_CENTURY = {
+    "1": 1900,
+    "2": 1900,
+    "3": 2000,
+    "4": 2000,
+    "5": 1900,
+    "6": 1900,
+    "7": 2000,
+    "8": 2000,
+    "9": 1800,
+    "0": 1800,
+}
 _FOREIGNER_DIGITS = "5678"
 _CHECK_WEIGHTS = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
 
@@ -87,7 +97,7 @@ def _valid_birth_date(front: str, sex_digit: str) -> bool:
 
 def _checksum_holds(digits: str) -> bool:
     """Mod-11 check digit of numbers issued before October 2020 (foreigners' numbers offset by 2)."""
-    total = sum(int(d) * w for d, w in zip(digits, _CHECK_WEIGHTS))
+    total = sum(int(d) * w for d, w in zip(digits, _CHECK_WEIGHTS, strict=False))
     base = 13 if digits[6] in _FOREIGNER_DIGITS else 11
     return (base - total % 11) % 10 == int(digits[12])
 
@@ -154,7 +164,7 @@ def mask_personal_data(text: str, counts: Counter) -> str:
         return PLACEHOLDERS[kind]
 
     for pattern, judge in PERSONAL_DATA:
-        text = pattern.sub(lambda match: replace(match, judge), text)
+        text = pattern.sub(lambda match, judge=judge: replace(match, judge), text)
     return text
 
 
@@ -166,7 +176,9 @@ def _normalised_key(record: dict) -> tuple:
     return tuple((m["role"], normalise_question(m["content"])) for m in record["messages"])
 
 
-def clean_split(records: list[dict], report: SourceReport, *, max_chars: int, mask: bool, masked: Counter) -> list[dict]:
+def clean_split(
+    records: list[dict], report: SourceReport, *, max_chars: int, mask: bool, masked: Counter
+) -> list[dict]:
     """The records worth training on, in order; every other one is counted in the report."""
     kept: list[dict] = []
     exact: set[tuple] = set()
@@ -200,7 +212,9 @@ def clean_split(records: list[dict], report: SourceReport, *, max_chars: int, ma
 
 def clean_source(by_split: dict[str, list[dict]], report: SourceReport, *, max_chars: int, mask: bool):
     masked: Counter = Counter()
-    cleaned = {split: clean_split(rows, report, max_chars=max_chars, mask=mask, masked=masked)
-               for split, rows in by_split.items()}  # fmt: skip
+    cleaned = {
+        split: clean_split(rows, report, max_chars=max_chars, mask=mask, masked=masked)
+        for split, rows in by_split.items()
+    }
     report.info["personal_data_masked"] = dict(sorted(masked.items()))
     return cleaned

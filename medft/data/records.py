@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 ROLES = ("system", "user", "assistant")
 # Meta keys every loader sets; a source's own metadata may not overwrite them.

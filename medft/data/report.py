@@ -43,8 +43,10 @@ class Tally:
         return sum(self.counts.values())
 
     def to_dict(self) -> dict:
-        return {reason: {"count": n, "examples": list(self.examples.get(reason, []))}
-                for reason, n in sorted(self.counts.items())}  # fmt: skip
+        return {
+            reason: {"count": n, "examples": list(self.examples.get(reason, []))}
+            for reason, n in sorted(self.counts.items())
+        }
 
 
 @dataclass
@@ -131,7 +133,8 @@ class SourceReport:
             top = ", ".join(f"{r} x{n}" for r, n in self.dropped.most_common(3) if r not in POLICY_DROPS)
             raise DataError(
                 f"data source '{self.name}' dropped {self.drop_ratio:.1%} of its {self.formed} rows in cleaning "
-                f"> data.max_skip_ratio={max_skip_ratio:g} ({top}); fix the input at {self.path} or raise data.max_skip_ratio"
+                f"> data.max_skip_ratio={max_skip_ratio:g} ({top}); fix the input at {self.path} or raise "
+                "data.max_skip_ratio"
             )
 
     def verify(self) -> None:
@@ -225,11 +228,13 @@ def summary_table(report: dict) -> str:
         dropped = _top(s.get("dropped", {}))
         lines.append(
             f"{'':<15} rows: formed {s.get('formed', 0)} = kept {s['kept']} + dropped {s.get('dropped_total', 0)}"
-            f"  -> train {splits.get('train', 0)}, validation {splits.get('validation', 0)}, test {splits.get('test', 0)}"
-            + (f"  ({dropped})" if dropped else "")
+            f"  -> train {splits.get('train', 0)}, validation {splits.get('validation', 0)}, test "
+            f"{splits.get('test', 0)}" + (f"  ({dropped})" if dropped else "")
         )
     totals = report["splits"]
-    lines.append(f"{'total':<15} rows: train {totals['train']}, validation {totals['validation']}, test {totals['test']}")
+    lines.append(
+        f"{'total':<15} rows: train {totals['train']}, validation {totals['validation']}, test {totals['test']}"
+    )
     contamination = _contamination_line(report.get("contamination"))
     if contamination:
         lines.append(contamination)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from typing import Iterable, Mapping, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
 
 from medft.data.records import answer_text, normalise_question, question_key
 
@@ -22,7 +22,7 @@ SPLITS = ("train", "validation", "test")
 PRECEDENCE = ("test", "validation", "train")
 MAX_EXAMPLES = 3
 # The meta keys naming a record's source group: one sequence, or one per source name.
-GroupBy = Union[Sequence[str], Mapping[str, Sequence[str]]]
+GroupBy = Sequence[str] | Mapping[str, Sequence[str]]
 
 
 def stratum_of(record: dict, keys: Sequence[str]) -> str:
@@ -153,8 +153,9 @@ def _describe_groups(groups: dict[str, list[dict]]) -> dict:
         "shared": len(shared),
         "rows_in_shared": sum(len(g) for g in shared),
         "largest": max((len(g) for g in groups.values()), default=0),
-        "examples": [f"{g[0]['id']} (+{len(g) - 1} rows sharing its question, answer or group)"
-                     for g in shared[:MAX_EXAMPLES]],  # fmt: skip
+        "examples": [
+            f"{g[0]['id']} (+{len(g) - 1} rows sharing its question, answer or group)" for g in shared[:MAX_EXAMPLES]
+        ],
     }
 
 
@@ -215,7 +216,9 @@ def _named_fields(group_by: GroupBy) -> list[str]:
     return list(group_by)
 
 
-def cap_records(records: list[dict], limit: int, *, seed: int, stratify: Sequence[str] = (), salt: str = "") -> list[dict]:
+def cap_records(
+    records: list[dict], limit: int, *, seed: int, stratify: Sequence[str] = (), salt: str = ""
+) -> list[dict]:
     """Keep ``limit`` records, chosen stratified and seeded, in their original order."""
     if limit is None or len(records) <= limit:
         return records
@@ -277,8 +280,10 @@ def resolve_leaks(splits: dict[str, list[dict]]) -> tuple[dict, list[tuple[str, 
         "answers_in_several_splits": len(owners["answer"]),
         "dropped": {s: total[s] for s in SPLITS if total[s]},
         "examples": [e for rule in LEAK_RULES for e in examples[rule]][:MAX_EXAMPLES],
-        "by_rule": {rule: {"dropped": {s: counts[rule][s] for s in SPLITS if counts[rule][s]}, "examples": examples[rule]}
-                    for rule in LEAK_RULES},  # fmt: skip
+        "by_rule": {
+            rule: {"dropped": {s: counts[rule][s] for s in SPLITS if counts[rule][s]}, "examples": examples[rule]}
+            for rule in LEAK_RULES
+        },
         "policy": "a question or answer in several splits is kept in the first of test, validation, train",
     }, dropped
 

@@ -17,8 +17,8 @@ lists it. Two cases are reported without failing: PubMedQA-Ko items that the run
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
 
 from medft.data.records import normalise_question, question_key
 from medft.runtime.errors import DataError
@@ -89,7 +89,9 @@ def _load_index(cfg, name: str) -> tuple[str, Index | None]:
     from medft.evals.runner import load_data
     from medft.evals.settings import load_benchmark
 
-    key = "train.eval_benchmarks" if name in (cfg.train.get("eval_benchmarks") or ()) else "data.contamination_benchmarks"
+    key = (
+        "train.eval_benchmarks" if name in (cfg.train.get("eval_benchmarks") or ()) else "data.contamination_benchmarks"
+    )
     eval_cfg = load_benchmark(name, key, chosen=cfg.get("eval"))
     kind = str(getattr(eval_cfg.kind, "value", eval_cfg.kind))
     if kind not in BUILDERS:
@@ -104,7 +106,7 @@ def _rows(datasets, split: str) -> Iterable[tuple[str, str]]:
     """(id, question key) of a split, from a DatasetDict or plain lists of records."""
     rows = datasets[split]
     if hasattr(rows, "column_names"):
-        return zip(rows["id"], (question_key({"messages": m}) for m in rows["messages"]))
+        return zip(rows["id"], (question_key({"messages": m}) for m in rows["messages"]), strict=False)
     return ((r["id"], question_key(r)) for r in rows)
 
 
@@ -163,7 +165,8 @@ def _fail_unless_allowed(results: dict[str, dict], allowed: bool, report: dict) 
         if result.get("found") and not allowed:
             first = result["examples"][0]
             err = DataError(
-                f"{result['found']} of {result['items']} {name} questions are in the training data (e.g. {first['item']} "
+                f"{result['found']} of {result['items']} {name} questions are in the training data (e.g. "
+                f"{first['item']} "
                 f"as {first['row']} in {first['split']}); scores on {name} would measure memory: remove those rows, "
                 f"drop {name} from the benchmarks, or set data.allow_contamination=true"
             )

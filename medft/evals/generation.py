@@ -73,9 +73,12 @@ def generate_batch(model, tokenizer, texts: list[str], gen_kwargs: dict) -> list
     started = time.perf_counter()
     with torch.no_grad():
         output = model.generate(
-            **inputs, **gen_kwargs, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            **inputs,
+            **gen_kwargs,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             use_cache=True,
-        )  # fmt: skip
+        )
     seconds = time.perf_counter() - started
     replies = []
     for row in output[:, inputs["input_ids"].shape[1] :].tolist():

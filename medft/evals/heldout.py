@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 
-from medft.runtime.errors import DataError
 from medft.evals import scoring
 from medft.evals.generation import Prompter, batches, generate_batch
 from medft.modeling.generate import generation_kwargs
+from medft.runtime.errors import DataError
 from medft.text.labels import IGNORE_INDEX, RowError, build_example
 from medft.text.templates import get_spec
 
@@ -52,12 +52,14 @@ def token_losses(model, pad_id: int, examples: list[dict]) -> list[tuple[float, 
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.tensor([e["input_ids"] + [pad_id] * (width - len(e["input_ids"])) for e in examples], device=device)
     labels = torch.tensor([e["labels"] + [IGNORE_INDEX] * (width - len(e["labels"])) for e in examples], device=device)
-    mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples], device=device)
+    mask = torch.tensor(
+        [[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples], device=device
+    )
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none")
     counts = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1)
-    return [(float(s), int(c)) for s, c in zip(nll.sum(dim=1), counts)]
+    return [(float(s), int(c)) for s, c in zip(nll.sum(dim=1), counts, strict=False)]
 
 
 def teacher_forced_loss(loaded, rows: list[dict], batch_size: int) -> dict:
@@ -84,16 +86,26 @@ def score(loaded, eval_cfg, rows: list[dict], progress=None) -> dict:
     tokenizer, model = loaded.tokenizer, loaded.model
     teacher = teacher_forced_loss(loaded, rows, eval_cfg.batch_size)
     prompter = Prompter.for_model(loaded, chat=True)
-    gen_kwargs = generation_kwargs(loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False})
+    gen_kwargs = generation_kwargs(
+        loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False}
+    )
     items = []
     for row in rows:
         (reply,) = generate_batch(model, tokenizer, [prompter.render(row["messages"][:-1])], gen_kwargs)
         reference = row["messages"][-1]["content"]
-        items.append({
-            "id": row["id"], "source": (row.get("meta") or {}).get("source"), "answer": reply.text, "reference": reference,
-            "rouge_l_char": scoring.rouge_l_char(reply.text, reference), "f1_char": scoring.f1_char(reply.text, reference),
-            "latency_s": reply.seconds, "new_tokens": reply.new_tokens, "tokens_per_s": reply.tokens_per_second,
-        })  # fmt: skip
+        items.append(
+            {
+                "id": row["id"],
+                "source": (row.get("meta") or {}).get("source"),
+                "answer": reply.text,
+                "reference": reference,
+                "rouge_l_char": scoring.rouge_l_char(reply.text, reference),
+                "f1_char": scoring.f1_char(reply.text, reference),
+                "latency_s": reply.seconds,
+                "new_tokens": reply.new_tokens,
+                "tokens_per_s": reply.tokens_per_second,
+            }
+        )
         if progress is not None:
             progress.update(1)
 
@@ -120,10 +132,13 @@ def _by_source(items: list[dict]) -> dict:
     for item in items:
         groups.setdefault(item["source"] or "-", []).append(item)
     return {
-        name: {"n": len(group), "rouge_l_char": scoring.mean(i["rouge_l_char"] for i in group),
-               "f1_char": scoring.mean(i["f1_char"] for i in group)}
+        name: {
+            "n": len(group),
+            "rouge_l_char": scoring.mean(i["rouge_l_char"] for i in group),
+            "f1_char": scoring.mean(i["f1_char"] for i in group),
+        }
         for name, group in sorted(groups.items())
-    }  # fmt: skip
+    }
 
 
 def count(rows: list[dict]) -> int:

@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medft.runtime.errors import DataError
 from medft.evals import scoring
 from medft.evals.generation import Prompter, batches, generate_batch
 from medft.evals.settings import use_chat_template
 from medft.modeling.generate import generation_kwargs
+from medft.runtime.errors import DataError
 
 FEATURES = ("subject", "year", "period", "q_number", "question", "A", "B", "C", "D", "E", "answer", "cot")
 REQUIRED = ("question", "A", "B", "C", "D", "E", "answer")
@@ -43,9 +43,8 @@ class Subset:
 
 
 def prompt_text(row: dict) -> str:
-    return (
-        f"{str(row['question']).strip()}\nA. {row['A']}\nB. {row['B']}\nC. {row['C']}\nD. {row['D']}\nE. {row['E']}\n정답："
-    )
+    choices = "".join(f"{letter}. {row[letter]}\n" for letter in "ABCDE")
+    return f"{str(row['question']).strip()}\n{choices}정답："
 
 
 def messages_for(row: dict, shots: list[dict]) -> list[dict]:
@@ -93,14 +92,18 @@ def _read_file(path: Path) -> list[dict]:
 def read_local(root: Path, subset: str, split: str) -> list[dict]:
     folder = root / subset
     if not folder.is_dir():
-        raise DataError(f"eval.path={root} has no {subset}/ folder; expected <path>/<subset>/<split>.parquet|jsonl|json|csv")
+        raise DataError(
+            f"eval.path={root} has no {subset}/ folder; expected <path>/<subset>/<split>.parquet|jsonl|json|csv"
+        )
     path = _split_file(folder, split)
     if path is None:
         raise DataError(f"eval.path={root}: no {split} file in {folder} (looked for {split}.parquet|jsonl|json|csv)")
     try:
         return _read_file(path)
     except (OSError, ValueError) as err:
-        raise DataError(f"eval.path: cannot read {path} ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+        raise DataError(
+            f"eval.path: cannot read {path} ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+        ) from None
 
 
 def read_hub(hub_id: str, revision: str | None, subset: str, split: str) -> list[dict]:
@@ -122,7 +125,9 @@ def validate_rows(rows: list[dict], where: str) -> list[dict]:
     for index, row in enumerate(rows):
         missing = [k for k in REQUIRED if row.get(k) in (None, "")]
         if missing:
-            raise DataError(f"{where} row {index} lacks {', '.join(missing)}; KorMedMCQA rows need {', '.join(REQUIRED)}")
+            raise DataError(
+                f"{where} row {index} lacks {', '.join(missing)}; KorMedMCQA rows need {', '.join(REQUIRED)}"
+            )
         try:
             answer = int(row["answer"])
         except (TypeError, ValueError):
@@ -162,13 +167,18 @@ def load_items(eval_cfg, model_cfg=None, trained: bool = False) -> list[Subset]:
 # --------------------------------------------------------------------------- scoring
 def score(loaded, eval_cfg, subsets: list[Subset], progress=None) -> dict:
     prompter = Prompter.for_model(loaded, use_chat_template(eval_cfg))
-    gen_kwargs = generation_kwargs(loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False})
+    gen_kwargs = generation_kwargs(
+        loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False}
+    )
     items = []
     for subset in subsets:
         for chunk in batches(subset.items, eval_cfg.batch_size):
             texts = [prompter.render(messages_for(row, subset.shots)) for row in chunk]
             replies = generate_batch(loaded.model, loaded.tokenizer, texts, gen_kwargs)
-            items += [score_item(subset.name, row, r.text, prompter.finish(r.text)) for row, r in zip(chunk, replies)]
+            items += [
+                score_item(subset.name, row, r.text, prompter.finish(r.text))
+                for row, r in zip(chunk, replies, strict=False)
+            ]
             if progress is not None:
                 progress.update(len(chunk))
     groups = {subset.name: summarize([i for i in items if i["subset"] == subset.name]) for subset in subsets}
@@ -180,10 +190,17 @@ def score_item(subset: str, row: dict, reply: str, output: str) -> dict:
     target = scoring.answer_letter(row["answer"])
     strict, lenient = scoring.extract_choice(output), scoring.extract_choice_lenient(output)
     return {
-        "subset": subset, "year": row["year"], "period": row["period"], "q_number": row["q_number"], "target": target,
-        "prediction": strict, "correct": scoring.exact_match(strict, target),
-        "prediction_lenient": lenient, "correct_lenient": scoring.exact_match(lenient, target), "output": reply,
-    }  # fmt: skip
+        "subset": subset,
+        "year": row["year"],
+        "period": row["period"],
+        "q_number": row["q_number"],
+        "target": target,
+        "prediction": strict,
+        "correct": scoring.exact_match(strict, target),
+        "prediction_lenient": lenient,
+        "correct_lenient": scoring.exact_match(lenient, target),
+        "output": reply,
+    }
 
 
 def summarize(items: list[dict]) -> dict:

@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medft.data.sources.pubmedqa import DECISIONS, format_user, read_hub, read_local
 from medft.data.records import clean_text, question_key
-from medft.runtime.errors import DataError
+from medft.data.sources.pubmedqa import DECISIONS, format_user, read_hub, read_local
 from medft.evals import scoring
 from medft.evals.generation import Prompter, batches, continuation_logprobs, generate_batch
 from medft.evals.settings import use_chat_template
 from medft.modeling.generate import generation_kwargs
+from medft.runtime.errors import DataError
 
 DECISION_INSTRUCTION = "위 근거를 바탕으로 질문에 yes, no, maybe 중 하나로만 답하세요."
 
@@ -67,14 +67,21 @@ def load_items(eval_cfg, model_cfg=None, trained: bool = False) -> Items:
         if question_key({"messages": [{"role": "user", "content": user}]}) in seen:
             out.excluded_seen += 1
             continue
-        out.items.append({
-            "id": pmid or clean_text(raw.get("PMID") or raw.get("pubid")) or f"#{index}",
-            "user": user, "decision": decision, "long_answer": clean_text(raw["LONG_ANSWER"]),
-        })  # fmt: skip
+        out.items.append(
+            {
+                "id": pmid or clean_text(raw.get("PMID") or raw.get("pubid")) or f"#{index}",
+                "user": user,
+                "decision": decision,
+                "long_answer": clean_text(raw["LONG_ANSWER"]),
+            }
+        )
         if eval_cfg.limit is not None and len(out.items) >= eval_cfg.limit:
             break
     if not out.items:
-        raise DataError("no PubMedQA-Ko item left to score" + (f" ({out.excluded_seen} were in the run's training data)" if out.excluded_seen else ""))
+        raise DataError(
+            "no PubMedQA-Ko item left to score"
+            + (f" ({out.excluded_seen} were in the run's training data)" if out.excluded_seen else "")
+        )
     return out
 
 
@@ -85,27 +92,37 @@ def decide(loaded, prompter: Prompter, user: str) -> tuple[str, dict[str, float]
         continuations = list(DECISIONS)
     else:
         context, continuations = context + "\n답:", [f" {d}" for d in DECISIONS]
-    scores = dict(zip(DECISIONS, continuation_logprobs(loaded.model, loaded.tokenizer, context, continuations)))
+    scores = dict(
+        zip(DECISIONS, continuation_logprobs(loaded.model, loaded.tokenizer, context, continuations), strict=False)
+    )
     return max(DECISIONS, key=scores.__getitem__), scores
 
 
 def score(loaded, eval_cfg, data: Items, progress=None) -> dict:
     prompter = Prompter.for_model(loaded, use_chat_template(eval_cfg))
-    gen_kwargs = generation_kwargs(loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False})
+    gen_kwargs = generation_kwargs(
+        loaded.cfg.model.generation, {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": False}
+    )
     items = []
     for chunk in batches(data.items, eval_cfg.batch_size):
         texts = [prompter.render([{"role": "user", "content": item["user"]}]) for item in chunk]
         replies = generate_batch(loaded.model, loaded.tokenizer, texts, gen_kwargs)
-        for item, reply in zip(chunk, replies):
+        for item, reply in zip(chunk, replies, strict=False):
             predicted, logprobs = decide(loaded, prompter, item["user"])
             answer = prompter.finish(reply.text)
-            items.append({
-                "id": item["id"], "target": item["decision"], "prediction": predicted,
-                "correct": predicted == item["decision"], "logprobs": logprobs,
-                "long_answer": answer, "reference": item["long_answer"],
-                "rouge_l_char": scoring.rouge_l_char(answer, item["long_answer"]),
-                "f1_char": scoring.f1_char(answer, item["long_answer"]),
-            })  # fmt: skip
+            items.append(
+                {
+                    "id": item["id"],
+                    "target": item["decision"],
+                    "prediction": predicted,
+                    "correct": predicted == item["decision"],
+                    "logprobs": logprobs,
+                    "long_answer": answer,
+                    "reference": item["long_answer"],
+                    "rouge_l_char": scoring.rouge_l_char(answer, item["long_answer"]),
+                    "f1_char": scoring.f1_char(answer, item["long_answer"]),
+                }
+            )
         if progress is not None:
             progress.update(len(chunk))
     truth, predicted = [i["target"] for i in items], [i["prediction"] for i in items]
@@ -118,10 +135,15 @@ def score(loaded, eval_cfg, data: Items, progress=None) -> dict:
         "excluded_seen": data.excluded_seen,
     }
     groups = {
-        label: {"n": truth.count(label), "predicted": predicted.count(label),
-                "recall": (sum(t == p == label for t, p in zip(truth, predicted)) / truth.count(label)) if truth.count(label) else None}
+        label: {
+            "n": truth.count(label),
+            "predicted": predicted.count(label),
+            "recall": (sum(t == p == label for t, p in zip(truth, predicted, strict=False)) / truth.count(label))
+            if truth.count(label)
+            else None,
+        }
         for label in DECISIONS
-    }  # fmt: skip
+    }
     return {"metrics": metrics, "groups": groups, "items": items, "skipped": data.skipped}
 
 

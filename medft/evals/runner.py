@@ -9,18 +9,18 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from medft.runs import rundir
 from medft.config import EvalKind
-from medft.runtime.console import quiet_known_warnings
-from medft.runtime.errors import ConfigError, MedftError
 from medft.evals import settings as eval_settings
 from medft.evals.tracking import log_result, start_eval_run
+from medft.runs import rundir
+from medft.runtime.console import quiet_known_warnings
+from medft.runtime.errors import ConfigError, MedftError
 
 log = logging.getLogger("medft")
 
@@ -72,7 +72,7 @@ def score_benchmark(loaded, eval_cfg, data, progress: bool = True) -> dict:
     return {
         "benchmark": name,
         "kind": config["kind"],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 2),
         "model": describe_model(loaded),
         "settings": config,
@@ -117,9 +117,11 @@ def format_table(result: dict) -> str:
         columns = list(next(iter(groups.values())))
         name_width = max(8, *(len(g) for g in groups))
         widths = [max(len(c), 8) for c in columns]
-        lines.append("  " + f"{'':<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths)))
+        lines.append(
+            "  " + f"{'':<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=False))
+        )
         for group, values in groups.items():
-            cells = "  ".join(f"{_cell(values.get(c)):>{w}}" for c, w in zip(columns, widths))
+            cells = "  ".join(f"{_cell(values.get(c)):>{w}}" for c, w in zip(columns, widths, strict=False))
             lines.append(f"  {group:<{name_width}}  {cells}")
     return "\n".join(lines)
 
@@ -130,7 +132,10 @@ def _trained_config(run: str):
 
     run_dir = Path(run).expanduser()
     if not run_dir.is_dir():
-        raise ConfigError(f"run={run} is not a directory; pass a training run folder, e.g. run=outputs/runs/<time>_<model>_<data>_<method>")
+        raise ConfigError(
+            f"run={run} is not a directory; pass a training run folder, e.g. "
+            "run=outputs/runs/<time>_<model>_<data>_<method>"
+        )
     return run_dir, load_run_config(run_dir)
 
 
@@ -157,8 +162,11 @@ def evaluate(cfg, job_dir: Path, overrides: list[str] = (), progress: bool = Tru
 
     loaded = load_trained(run_dir) if run_dir is not None else load_base(cfg)
     name = cfg.eval.name
-    config = {"eval": OmegaConf.to_container(cfg.eval, resolve=True, enum_to_str=True),
-              "run": str(run_dir) if run_dir else None, "model": loaded.cfg.model.name}  # fmt: skip
+    config = {
+        "eval": OmegaConf.to_container(cfg.eval, resolve=True, enum_to_str=True),
+        "run": str(run_dir) if run_dir else None,
+        "model": loaded.cfg.model.name,
+    }
     wandb_run = start_eval_run(cfg, loaded.cfg.model.name, run_dir, out_dir, name, config)
     exit_code = 1
     try:
@@ -176,9 +184,14 @@ def evaluate(cfg, job_dir: Path, overrides: list[str] = (), progress: bool = Tru
 
 # --------------------------------------------------------------------------- during training
 def run_benchmarks(
-    loaded, names, out_dir: Path, wandb_run=None, step: int | None = None, overrides: dict | None = None,
+    loaded,
+    names,
+    out_dir: Path,
+    wandb_run=None,
+    step: int | None = None,
+    overrides: dict | None = None,
     progress: bool = True,
-) -> dict:  # fmt: skip
+) -> dict:
     """Score each named benchmark (conf/eval/<name>.yaml, or the job's ``eval=`` section when
     it names the same benchmark) on a model in memory.
 
@@ -225,8 +238,15 @@ def benchmark_callback(cfg, run_dir: Path, names, every: int, wandb_run=None, ov
         def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
             if every > 0 and state.global_step % every == 0 and state.is_world_process_zero:
                 loaded = LoadedModel(cfg, processing_class, model, run_dir, is_adapter)
-                run_benchmarks(loaded, names, run_dir / "eval", wandb_run, step=state.global_step, overrides=overrides,
-                               progress=False)  # fmt: skip
+                run_benchmarks(
+                    loaded,
+                    names,
+                    run_dir / "eval",
+                    wandb_run,
+                    step=state.global_step,
+                    overrides=overrides,
+                    progress=False,
+                )
             return control
 
     return BenchmarkCallback()

@@ -59,7 +59,9 @@ def check(eval_cfg) -> None:
             raise ConfigError(f"eval.subsets is empty; choose from: {', '.join(KORMEDMCQA_SUBSETS)}")
         unknown = [s for s in eval_cfg.subsets if s not in KORMEDMCQA_SUBSETS]
         if unknown:
-            raise ConfigError(f"eval.subsets: {unknown[0]} is not a KorMedMCQA subset; choose from: {', '.join(KORMEDMCQA_SUBSETS)}")
+            raise ConfigError(
+                f"eval.subsets: {unknown[0]} is not a KorMedMCQA subset; choose from: {', '.join(KORMEDMCQA_SUBSETS)}"
+            )
     elif eval_cfg.fewshot:
         raise ConfigError(f"eval.fewshot={eval_cfg.fewshot}: only eval=kormedmcqa has few-shot examples; set it to 0")
     if kind is EvalKind.heldout and eval_cfg.split not in ("train", "validation", "test"):

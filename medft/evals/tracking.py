@@ -44,18 +44,30 @@ def start_eval_run(cfg, model_name: str, run_dir: Path | None, out_dir: Path, na
     previous = manifest.get("wandb") or {}
     if previous.get("id"):
         run = wandb.init(
-            id=previous["id"], resume="allow", project=previous.get("project") or cfg.logger.project,
-            entity=cfg.logger.entity, dir=str(run_dir), mode=mode, settings=settings,
-        )  # fmt: skip
+            id=previous["id"],
+            resume="allow",
+            project=previous.get("project") or cfg.logger.project,
+            entity=cfg.logger.entity,
+            dir=str(run_dir),
+            mode=mode,
+            settings=settings,
+        )
         log.info("W&B: logging %s into run %s (%s)", name, run.id, mode)
         return run
     group = cfg.logger.group or manifest.get("group") or cfg.name or f"{model_name}-base"
     out_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
-        project=cfg.logger.project, entity=cfg.logger.entity, group=group, name=f"evaluate {name}",
-        job_type="evaluate", tags=[f"model:{model_name}", f"eval:{name}", *cfg.logger.tags], config=config,
-        dir=str(out_dir.parent), mode=mode, settings=settings,
-    )  # fmt: skip
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        group=group,
+        name=f"evaluate {name}",
+        job_type="evaluate",
+        tags=[f"model:{model_name}", f"eval:{name}", *cfg.logger.tags],
+        config=config,
+        dir=str(out_dir.parent),
+        mode=mode,
+        settings=settings,
+    )
     log.info("W&B: new run %s (%s) in group %s", run.id, mode, group)
     return run
 
@@ -95,6 +107,8 @@ def log_result(run, name: str, result: dict, step: int | None = None) -> None:
     items = result.get("items") or []
     if items:
         columns = [k for k, v in items[0].items() if isinstance(v, (str, int, float, bool)) or v is None]
-        flat[f"{name}/items"] = wandb.Table(columns=columns, data=[[i.get(c) for c in columns] for i in items[:TABLE_ROWS]])
+        flat[f"{name}/items"] = wandb.Table(
+            columns=columns, data=[[i.get(c) for c in columns] for i in items[:TABLE_ROWS]]
+        )
     run.log(flat)
     run.summary.update({k: v for k, v in flat.items() if _numeric(v)})

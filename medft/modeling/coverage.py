@@ -35,6 +35,9 @@ def check_lora_coverage(report: AuditReport, model, model_cfg, method_cfg) -> No
         expected = family.num_blocks
         if by_role.get(role, 0) != expected:
             name = family.role_names.get(role, "?")
-            report.fail("lora_coverage", f"LoRA adapters cover {by_role.get(role, 0)} of {expected} {role} "
-                        f"projections ({name}); method.lora.target={target.value} asks for all of them")
+            report.fail(
+                "lora_coverage",
+                f"LoRA adapters cover {by_role.get(role, 0)} of {expected} {role} "
+                f"projections ({name}); method.lora.target={target.value} asks for all of them",
+            )
     report.passed("lora_coverage", ", ".join(f"{r}: {n}" for r, n in by_role.items() if n))

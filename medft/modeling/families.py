@@ -151,7 +151,8 @@ def lora_target_names(model, target: str, explicit: list[str] | None, model_name
     if missing:
         raise ConfigError(
             f"method.lora {'targets' if explicit else 'roles'} {', '.join(missing)} match no linear layer of "
-            f"model={model_name} ({family.model_class}); its block's linear layers are: {', '.join(sorted(available))}; "
+            f"model={model_name} ({family.model_class}); its block's linear layers are: "
+            f"{', '.join(sorted(available))}; "
             "name them with method.lora.target_modules=[...]"
         )
     return names

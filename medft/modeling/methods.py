@@ -9,8 +9,8 @@ import logging
 from typing import Any
 
 from medft.config import LoraTarget, MethodName
-from medft.runtime.errors import ConfigError
 from medft.modeling import families
+from medft.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

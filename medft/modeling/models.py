@@ -284,8 +284,11 @@ def _first_forward(model) -> None:
 
     device = next(model.parameters()).device
     with torch.no_grad():
-        model(input_ids=torch.tensor([[1, 2, 3]], device=device), attention_mask=torch.ones(1, 3, dtype=torch.long,
-              device=device), use_cache=False)  # fmt: skip
+        model(
+            input_ids=torch.tensor([[1, 2, 3]], device=device),
+            attention_mask=torch.ones(1, 3, dtype=torch.long, device=device),
+            use_cache=False,
+        )
 
 
 def _transformers_version() -> str:

@@ -15,7 +15,6 @@ import difflib
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,8 +314,9 @@ def legend_label(run: RunSummary) -> str:
 
 
 def validation_points(run: RunSummary) -> list[tuple[float, float]]:
-    return [(h["step"], h["eval_loss"]) for h in run.history
-            if _is_number(h.get("step")) and _is_number(h.get("eval_loss"))]  # fmt: skip
+    return [
+        (h["step"], h["eval_loss"]) for h in run.history if _is_number(h.get("step")) and _is_number(h.get("eval_loss"))
+    ]
 
 
 def plot_curves(runs: list[RunSummary], path: Path, title: str = "validation loss") -> int:
@@ -333,8 +333,14 @@ def plot_curves(runs: list[RunSummary], path: Path, title: str = "validation los
     colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     for index, (run, points) in enumerate(curves):
         style = "-" if index < 20 else "--"
-        ax.plot(*zip(*points), label=legend_label(run), color=colors(index % 20), marker="o", markersize=3,
-                linestyle=style)  # fmt: skip
+        ax.plot(
+            *zip(*points, strict=False),
+            label=legend_label(run),
+            color=colors(index % 20),
+            marker="o",
+            markersize=3,
+            linestyle=style,
+        )
     drawn = len(ax.get_lines())
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("validation loss")

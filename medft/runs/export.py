@@ -9,10 +9,8 @@ is never written anywhere.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,6 @@ class Exported:
     info: dict[str, Any]  # what export.json holds
 
 
-
-
-
-
 def _measure_reference(run_dir: Path, cfg, tokenizer, rows: int):
     """The held-out inputs and the trained model's logits on them, before any merged model loads."""
     from medft.runs import merge
@@ -49,9 +43,8 @@ def _load_exported(cfg, artifact: Path, is_adapter: bool, merge_base, dtype: str
     """The model to ship: an adapter merged into its base, or a freeze/full run's weights, in ``dtype``."""
     from transformers import AutoModelForCausalLM
 
-    from medft.runs import merge
-
     from medft.modeling import models
+    from medft.runs import merge
 
     if not is_adapter:
         log.info("export: loading the trained weights in %s", dtype)
@@ -72,8 +65,8 @@ def _fidelity(model, inputs: list, inputs_name: str, reference):
 
 
 def _write(out: Path, model, tokenizer, info: dict, run_dir: Path, cfg, max_shard_size: str) -> None:
-    from medft.runs import model_card
     from medft.modeling.models import keep_checkpoint_identity
+    from medft.runs import model_card
     from medft.runs.rundir import write_json
 
     log.info("export: writing %s", out)
@@ -96,7 +89,9 @@ def export_run(run_dir: Path, export_cfg) -> Exported:
     cfg = load_run_config(run_dir)
     artifact, is_adapter = run_artifact(run_dir)
     if is_adapter and not export_cfg.merge:
-        raise ConfigError("merge=false on a LoRA run: the adapter is already in adapter/; use merge=true to ship a model")
+        raise ConfigError(
+            "merge=false on a LoRA run: the adapter is already in adapter/; use merge=true to ship a model"
+        )
     if export_cfg.fidelity_rows < 0:
         raise ConfigError(f"export.fidelity_rows={export_cfg.fidelity_rows}: give a row count, or 0 to skip the check")
     dtype = getattr(export_cfg.dtype, "value", export_cfg.dtype)
@@ -108,11 +103,14 @@ def export_run(run_dir: Path, export_cfg) -> Exported:
     model = _load_exported(cfg, artifact, is_adapter, merge_base, dtype)
     fidelity = _fidelity(model, inputs, inputs_name, reference)
     info = {
-        "run": str(run_dir), "method": str(cfg.method.name), "dtype": dtype, "merged": is_adapter,
+        "run": str(run_dir),
+        "method": str(cfg.method.name),
+        "dtype": dtype,
+        "merged": is_adapter,
         "merge_base": merge_base.value if merge_base else None,
         "trained_model": merge.trained_description(cfg, is_adapter),
         "fidelity": asdict(fidelity) if fidelity else None,
-    }  # fmt: skip
+    }
     _write(out, model, tokenizer, info, run_dir, cfg, export_cfg.max_shard_size)
     return Exported(out, info)
 
@@ -128,15 +126,19 @@ def push(folder: Path, repo: str, private: bool) -> str:
         api.create_repo(repo, private=private, exist_ok=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo, commit_message="Upload model exported by medft")
     except Exception as err:  # network, permissions: the user's to fix, in one line
-        raise ConfigError(f"push_to_hub={repo} failed ({type(err).__name__}: {str(err).splitlines()[0][:160]})") from err
+        raise ConfigError(
+            f"push_to_hub={repo} failed ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+        ) from err
     return f"https://huggingface.co/{repo}"
 
 
 def summary(exported: Exported) -> str:
     """The one stdout line: where the model went and how close it is to the trained one."""
     shards = sorted(p.name for p in exported.folder.glob("*.safetensors"))
-    line = (f"medft: exported {exported.folder} ({len(shards)} safetensors shard{'s' if len(shards) != 1 else ''}, "
-            f"model card README.md, {EXPORT_JSON})")  # fmt: skip
+    line = (
+        f"medft: exported {exported.folder} ({len(shards)} safetensors shard{'s' if len(shards) != 1 else ''}, "
+        f"model card README.md, {EXPORT_JSON})"
+    )
     fidelity, base = exported.info["fidelity"], exported.info["merge_base"]
     into = f"; merged into the {base} base weights" if base else ""
     if fidelity:

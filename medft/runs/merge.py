@@ -28,8 +28,10 @@ CANDIDATES_PER_ROW = 4
 # For runs whose data cannot be read where the export runs (another machine, no network).
 FALLBACK_CONVERSATION = (
     {"role": "user", "content": "감기에 걸렸을 때 어떻게 하나요?"},
-    {"role": "assistant",
-     "content": "충분히 쉬고 물을 자주 마시세요. 열이 사흘 넘게 이어지거나 숨쉬기 힘들면 병원에 가세요."},
+    {
+        "role": "assistant",
+        "content": "충분히 쉬고 물을 자주 마시세요. 열이 사흘 넘게 이어지거나 숨쉬기 힘들면 병원에 가세요.",
+    },
 )
 FULL = {"name": "full"}  # a method that loads the base unquantized
 

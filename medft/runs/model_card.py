@@ -44,9 +44,11 @@ def fidelity_line(export: dict | None) -> str | None:
     fidelity = export.get("fidelity")
     if not fidelity:
         return f"{head}; not measured (export.fidelity_rows=0)."
-    return (f"{head}; max |logit difference| to the trained model ({export['trained_model']}) "
-            f"{fidelity['max_logit_diff']:.4g} over {fidelity['tokens']} positions of {fidelity['rows']} "
-            f"{fidelity['inputs']} row(s).")  # fmt: skip
+    return (
+        f"{head}; max |logit difference| to the trained model ({export['trained_model']}) "
+        f"{fidelity['max_logit_diff']:.4g} over {fidelity['tokens']} positions of {fidelity['rows']} "
+        f"{fidelity['inputs']} row(s)."
+    )
 
 
 # The numbers a reader compares first, per benchmark kind; other kinds show every number.
@@ -92,8 +94,11 @@ def profession_table(result: dict) -> list[str]:
         "|---|---|---|---|---|",
     ]
     rows = [*groups.items(), ("all (size-weighted)", result["metrics"])]
-    lines += [f"| {name} | {g.get('n')} | {_number(g.get('exact_match'))} | {_number(g.get('lenient_match'))} | "
-              f"{_number(g.get('no_answer_rate'))} |" for name, g in rows]  # fmt: skip
+    lines += [
+        f"| {name} | {g.get('n')} | {_number(g.get('exact_match'))} | {_number(g.get('lenient_match'))} | "
+        f"{_number(g.get('no_answer_rate'))} |"
+        for name, g in rows
+    ]
     return [*lines, ""]
 
 
@@ -116,13 +121,22 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
     evals = final_results(run_dir)
     base = model.hub_id or model.path or f"medft tiny ({model.name})"
     license_id = model.license or "other"
-    header = ["---", f"license: {json.dumps(license_id)}", f"base_model: {json.dumps(base)}",
-              "language: [ko]", "pipeline_tag: text-generation",
-              "tags: [medical, korean, medft, " + str(method.name) + "]", "---"]  # fmt: skip
+    header = [
+        "---",
+        f"license: {json.dumps(license_id)}",
+        f"base_model: {json.dumps(base)}",
+        "language: [ko]",
+        "pipeline_tag: text-generation",
+        "tags: [medical, korean, medft, " + str(method.name) + "]",
+        "---",
+    ]
     lora = method.get("lora") or {}
     hyper = [
         ("method", method.name),
-        ("LoRA r / alpha / dropout", f"{lora.get('r')} / {lora.get('alpha')} / {lora.get('dropout')}" if lora else None),
+        (
+            "LoRA r / alpha / dropout",
+            f"{lora.get('r')} / {lora.get('alpha')} / {lora.get('dropout')}" if lora else None,
+        ),
         ("LoRA targets", lora.get("target_modules") or lora.get("target") if lora else None),
         ("4-bit base (NF4, double quant)", "yes" if method.get("quantization") else None),
         ("trainable blocks", method.get("trainable_layers")),
@@ -133,8 +147,9 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
         ("seed", cfg.seed),
     ]
     sources = report.get("sources", {})
-    data_rows = [(name, f"{s.get('kind')}: {s.get('kept')} records kept of {s.get('read')} read")
-                 for name, s in sources.items()]  # fmt: skip
+    data_rows = [
+        (name, f"{s.get('kind')}: {s.get('kept')} records kept of {s.get('read')} read") for name, s in sources.items()
+    ]
     data_rows.append(("splits", ", ".join(f"{k} {v}" for k, v in report.get("splits", {}).items())))
     metric_rows = [
         ("validation loss (step 0 → end)", f"{metrics.get('eval_loss_initial')} → {metrics.get('eval_loss')}"),
@@ -145,7 +160,8 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
     body = [
         f"# {cfg.name or model.name} — Korean medical QA fine-tune",
         "",
-        f"Fine-tuned from `{base}`" + (f" (revision `{model.revision}`)" if model.revision else "")
+        f"Fine-tuned from `{base}`"
+        + (f" (revision `{model.revision}`)" if model.revision else "")
         + f" with medft ({method.name}). "
         + ("LoRA adapters are merged into the base weights; weights" if merged else "Weights")
         + f" are safetensors in {dtype}.",

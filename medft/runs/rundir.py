@@ -11,15 +11,26 @@ import platform
 import shlex
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "medft", "torch", "transformers", "trl", "peft", "datasets", "accelerate",
-    "bitsandbytes", "wandb", "hydra-core", "omegaconf", "safetensors", "tokenizers",
-)  # fmt: skip
+    "medft",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "accelerate",
+    "bitsandbytes",
+    "wandb",
+    "hydra-core",
+    "omegaconf",
+    "safetensors",
+    "tokenizers",
+)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -48,8 +59,11 @@ def git_sha() -> str | None:
         )
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -75,7 +89,7 @@ def command_line() -> str:
 
 def manifest(extra: dict[str, Any]) -> dict[str, Any]:
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command_line(),
         "git_sha": git_sha(),
         "python": platform.python_version(),
@@ -98,9 +112,9 @@ def plot_loss(history: list[dict], path: Path, title: str) -> bool:
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+        ax.plot(*zip(*train, strict=False), label="train loss", color="tab:blue")
     if evals:
-        ax.plot(*zip(*evals), label="validation loss", color="tab:orange", marker="o")
+        ax.plot(*zip(*evals, strict=False), label="validation loss", color="tab:orange", marker="o")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)

@@ -52,8 +52,9 @@ def job_status(run_dir: Path) -> dict[str, Any]:
 def summarize(sweep_dir: Path) -> dict[str, Any]:
     """Status of every job folder in a sweep dir (folders with a resolved config)."""
     jobs = {}
-    for run_dir in sorted(p for p in sweep_dir.iterdir() if (p / "config.resolved.yaml").is_file() or
-                          (p / "failed.json").is_file()):  # fmt: skip
+    for run_dir in sorted(
+        p for p in sweep_dir.iterdir() if (p / "config.resolved.yaml").is_file() or (p / "failed.json").is_file()
+    ):
         jobs[run_dir.name] = job_status(run_dir)
     counts: dict[str, int] = {}
     for job in jobs.values():

@@ -103,8 +103,13 @@ def summarise_best(run, history: list[dict], metrics: dict) -> None:
         best, step = min(losses)
         run.summary.update({"best/eval_loss": best, "best/eval_loss_step": step})
     for name, scores in (metrics.get("benchmarks") or {}).items():
-        run.summary.update({f"final/{name}/{k}": v for k, v in scores.items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})  # fmt: skip
+        run.summary.update(
+            {
+                f"final/{name}/{k}": v
+                for k, v in scores.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        )
 
 
 def log_model(run, cfg, artifact_dir: Path) -> None:
@@ -119,9 +124,13 @@ def log_model(run, cfg, artifact_dir: Path) -> None:
     artifact = wandb.Artifact(
         name=slug(f"{cfg.model.name}-{cfg.data.name}-{run.id}-{kind}", limit=120),
         type="model",
-        metadata={"model": cfg.model.name, "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
-                  "data": cfg.data.name, "kind": kind},
-    )  # fmt: skip
+        metadata={
+            "model": cfg.model.name,
+            "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
+            "data": cfg.data.name,
+            "kind": kind,
+        },
+    )
     artifact.add_dir(str(artifact_dir))
     run.log_artifact(artifact)
     log.info("W&B: %s logged as artifact %s", artifact_dir, artifact.name)
@@ -177,8 +186,14 @@ def read_offline_run(run_path: Path) -> dict[str, Any]:
     if not files:
         raise FileNotFoundError(f"no .wandb file in {run_path}")
     result: dict[str, Any] = {
-        "config": {}, "tags": [], "group": None, "name": None, "id": None, "history": [], "summary": {},
-    }  # fmt: skip
+        "config": {},
+        "tags": [],
+        "group": None,
+        "name": None,
+        "id": None,
+        "history": [],
+        "summary": {},
+    }
     for payload in _iter_payloads(files[0].read_bytes()):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)

@@ -67,8 +67,8 @@ def chosen_target(cfg, overrides: list[str] | None = None) -> str:
 
 def load_model(cfg, overrides: list[str] | None = None):
     """The model to talk to: the trained model of `run=`, or the base model of `model=`."""
-    from medft.runtime.console import quiet_known_warnings
     from medft.runs.loading import load_base, load_trained
+    from medft.runtime.console import quiet_known_warnings
 
     chosen_target(cfg, overrides)
     quiet_known_warnings()

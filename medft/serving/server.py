@@ -21,14 +21,12 @@ import errno
 import ipaddress
 import json
 import socket
-import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from medft.runtime.errors import ConfigError
-
 
 PAGE = Path(__file__).resolve().parent / "static" / "chat.html"
 DISCLAIMER = (
@@ -103,7 +101,10 @@ class ChatHandler(BaseHTTPRequestHandler):
         allowed = self.server.allowed_hosts
         if allowed is None or self.headers.get("Host", "") in allowed:
             return True
-        self._json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host header; open the URL medft.serving.server printed"})
+        self._json(
+            HTTPStatus.MISDIRECTED_REQUEST,
+            {"error": "unexpected Host header; open the URL medft.serving.server printed"},
+        )
         return False
 
     # ------------------------------------------------------------------ routes
@@ -215,7 +216,9 @@ def make_server(session, host: str, port: int, info: dict) -> ChatServer:
         raise ConfigError(f"chat.host={host} is not an address of this machine; use 127.0.0.1") from None
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            raise ConfigError(f"chat.port={port} is in use on {host}; choose another with chat.port=<n> (0: any free port)") from None
+            raise ConfigError(
+                f"chat.port={port} is in use on {host}; choose another with chat.port=<n> (0: any free port)"
+            ) from None
         if err.errno == errno.EACCES:
             raise ConfigError(f"chat.port={port} needs privileges to bind; use a port above 1023") from None
         if err.errno == errno.EADDRNOTAVAIL:

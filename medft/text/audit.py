@@ -96,8 +96,11 @@ def check_rows(report: AuditReport, rows, tokenizer, spec: TemplateSpec) -> None
                 report.fail("end_of_turn_supervised", f"row {row_id}: {spec.end_of_turn} is not supervised ({why})")
         found = _leading_count(ids, bos_id)
         if found != bos_expected:
-            report.fail("leading_bos", f"row {row_id} starts with {found} BOS ({tokenizer.bos_token}), "
-                        f"the model's own usage gives {bos_expected}")  # fmt: skip
+            report.fail(
+                "leading_bos",
+                f"row {row_id} starts with {found} BOS ({tokenizer.bos_token}), "
+                f"the model's own usage gives {bos_expected}",
+            )
     report.passed("supervised_tokens", f"{len(rows)} rows, {supervised_total} supervised tokens")
     report.passed("end_of_turn_supervised", f"every assistant turn ends on a supervised {spec.end_of_turn}")
     report.passed("leading_bos", f"every row starts with {bos_expected} BOS ({tokenizer.bos_token})")
@@ -116,11 +119,13 @@ def check_template(report: AuditReport, records, tokenizer, model_template: str 
         mine = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=ours)
         theirs = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=model_template)
         if mine != theirs:
-            at = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+            at = next(
+                (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), min(len(mine), len(theirs))
+            )
             report.fail(
                 "template_matches_model",
                 f"row {record['id']}: template {spec_name} renders differently from the model's own chat template "
-                f"at character {at} ({mine[at:at + 24]!r} vs {theirs[at:at + 24]!r}); set model.chat_template to "
+                f"at character {at} ({mine[at : at + 24]!r} vs {theirs[at : at + 24]!r}); set model.chat_template to "
                 "the model's template",
             )
     report.passed("template_matches_model", f"{min(len(records), TEMPLATE_SAMPLE)} rows render identically")
@@ -139,7 +144,9 @@ def check_packing(report: AuditReport, packed_rows, collator) -> None:
     if positions is None:
         report.fail("packing_position_ids", "packing is on but batches carry no per-row position ids")
     if batch.get("attention_mask") is not None:
-        report.fail("packing_position_ids", "packing is on but batches carry an attention mask that hides the row bounds")
+        report.fail(
+            "packing_position_ids", "packing is on but batches carry an attention mask that hides the row bounds"
+        )
     if positions.shape[0] == len(examples):  # one pack per batch row
         got = [positions[i, : len(e)].tolist() for i, e in enumerate(expected_rows)]
     else:  # flattened into one sequence (flash attention)
@@ -149,7 +156,6 @@ def check_packing(report: AuditReport, packed_rows, collator) -> None:
         report.fail("packing_position_ids", "position ids do not restart at every packed row")
     rows = sum(len(ex["seq_lengths"]) for ex in examples)
     report.passed("packing_position_ids", f"{rows} rows in {len(examples)} packs restart their positions")
-
 
 
 def preflight(*, rows, records, tokenizer, spec, model_template, packed_rows, collator, model_checks=()):

@@ -127,8 +127,9 @@ def _with_user_content(messages: list[dict], index: int, content: str) -> list[d
     return shortened
 
 
-def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_length: int,
-                  lead: list[int] | None = None) -> dict:  # fmt: skip
+def build_example(
+    tokenizer, spec: TemplateSpec, messages: list[dict], max_length: int, lead: list[int] | None = None
+) -> dict:
     """input_ids + labels for one conversation; when it is too long, the longest user message
     (the context, e.g. PubMedQA abstracts) is cut from its end. Answers are never cut."""
     current = [{"role": m["role"], "content": m["content"]} for m in messages]
@@ -152,9 +153,7 @@ def build_example(tokenizer, spec: TemplateSpec, messages: list[dict], max_lengt
             else:
                 high = mid - 1
         if best is None:
-            raise RowError(
-                "too_long", f"the answer alone exceeds train.max_length={max_length} (row not trained on)"
-            )
+            raise RowError("too_long", f"the answer alone exceeds train.max_length={max_length} (row not trained on)")
         example, truncated = best, True
     supervised = sum(1 for label in example["labels"] if label != IGNORE_INDEX)
     if supervised == 0:
@@ -215,8 +214,9 @@ PARALLEL_MIN_ROWS = 20_000
 CHUNK_ROWS = 2_000
 
 
-def tokenize_splits(datasets, tokenizer, spec: TemplateSpec, max_length: int, progress: bool = True,
-                    num_proc: int | None = None):  # fmt: skip
+def tokenize_splits(
+    datasets, tokenizer, spec: TemplateSpec, max_length: int, progress: bool = True, num_proc: int | None = None
+):
     """Tokenize every split; rows that cannot be trained on are counted by reason, not lost.
 
     Large splits are tokenized by forked worker processes in ordered chunks (the tokenizer
@@ -255,4 +255,3 @@ def tokenize_splits(datasets, tokenizer, spec: TemplateSpec, max_length: int, pr
         out[split] = Dataset.from_dict(kept)
         report[split] = stats
     return DatasetDict(out), report
-

@@ -45,9 +45,17 @@ def tokenizer_digest(tokenizer) -> str | None:
         "chat_template": tokenizer.chat_template,
         "special_tokens": tokenizer.special_tokens_map,
         "ids": [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id],
-        "flags": [getattr(tokenizer, name, None) for name in ("add_bos_token", "add_eos_token", "padding_side",
-                                                              "truncation_side", "clean_up_tokenization_spaces")],
-    }  # fmt: skip
+        "flags": [
+            getattr(tokenizer, name, None)
+            for name in (
+                "add_bos_token",
+                "add_eos_token",
+                "padding_side",
+                "truncation_side",
+                "clean_up_tokenization_spaces",
+            )
+        ],
+    }
     digest = hashlib.sha256(backend.to_str().encode())
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     return digest.hexdigest()
@@ -65,8 +73,9 @@ def cache_key(data_fingerprint: str | None, tokenizer, spec, max_length: int) ->
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 
-def tokenize_cached(datasets, tokenizer, spec, max_length: int, data_cfg: Any, data_fingerprint: str | None,
-                    progress: bool = True):  # fmt: skip
+def tokenize_cached(
+    datasets, tokenizer, spec, max_length: int, data_cfg: Any, data_fingerprint: str | None, progress: bool = True
+):
     """``labels.tokenize_splits``'s result, from disk when its inputs are unchanged.
 
     Returns (tokenized DatasetDict, tokenization report, cache info for the data report).
@@ -82,9 +91,15 @@ def tokenize_cached(datasets, tokenizer, spec, max_length: int, data_cfg: Any, d
     cached = load_cached(entry)
     if cached is not None:
         tokenized, report = cached
-        return tokenized, report, {"hit": True, "key": key, "path": str(entry),
-                                   "seconds": round(time.perf_counter() - started, 4)}  # fmt: skip
+        return (
+            tokenized,
+            report,
+            {"hit": True, "key": key, "path": str(entry), "seconds": round(time.perf_counter() - started, 4)},
+        )
     tokenized, report = labels.tokenize_splits(datasets, tokenizer, spec, max_length, progress=progress)
     save(entry, tokenized, report)
-    return tokenized, report, {"hit": False, "key": key, "path": str(entry),
-                               "seconds": round(time.perf_counter() - started, 4)}  # fmt: skip
+    return (
+        tokenized,
+        report,
+        {"hit": False, "key": key, "path": str(entry), "seconds": round(time.perf_counter() - started, 4)},
+    )

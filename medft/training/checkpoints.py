@@ -41,7 +41,9 @@ class Preempted(Exception):
 
 def _write_marker(folder: Path, step: int) -> None:
     files = {
-        str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MARKER
     }
     tmp = folder / (MARKER + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -58,8 +60,9 @@ def is_complete(folder: Path) -> bool:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return bool(files) and all((folder / name).is_file() and (folder / name).stat().st_size == size
-                               for name, size in files.items())  # fmt: skip
+    return bool(files) and all(
+        (folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items()
+    )
 
 
 def checkpoint_step(folder: Path) -> int | None:
@@ -86,7 +89,9 @@ def latest_complete(checkpoints_dir: Path) -> Path | None:
 def check_resumable(folder: Path) -> Path:
     """A checkpoint the user named explicitly: refuse a torn one in one line."""
     if checkpoint_step(folder) is None or not folder.is_dir():
-        raise ConfigError(f"resume={folder}: not a checkpoint folder (expected <run dir>/checkpoints/checkpoint-<step>)")
+        raise ConfigError(
+            f"resume={folder}: not a checkpoint folder (expected <run dir>/checkpoints/checkpoint-<step>)"
+        )
     if not is_complete(folder):
         raise ConfigError(
             f"resume={folder}: this checkpoint was not completely written (no valid {MARKER}); "

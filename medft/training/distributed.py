@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medft.config import CONF_DIR
-from medft.runtime.distributed import WORKER_ENV, is_main_process, is_worker, rank, world_size
+from medft.runtime.distributed import WORKER_ENV, is_worker
 from medft.runtime.errors import MedftError
 
 FROZEN = "launch"  # <run dir>/launch/{config.yaml,job.json,error.json}
@@ -48,8 +48,13 @@ def freeze(cfg, job, run_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(to_container(cfg)), folder / "config.yaml")
     (folder / "job.json").write_text(
-        json.dumps({"run_dir": str(run_dir), "overrides": job.overrides,
-                    "sweep_dir": None if job.sweep_dir is None else str(job.sweep_dir)}),  # fmt: skip
+        json.dumps(
+            {
+                "run_dir": str(run_dir),
+                "overrides": job.overrides,
+                "sweep_dir": None if job.sweep_dir is None else str(job.sweep_dir),
+            }
+        ),
         encoding="utf-8",
     )
     (folder / "error.json").unlink(missing_ok=True)
@@ -66,12 +71,25 @@ def command(launcher, run_dir: Path) -> list[str]:
         if nodes == 1:
             cmd.append("--standalone")
         else:
-            cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launcher.rdzv_endpoint}", "--rdzv_id=medft",
-                    f"--node_rank={launcher.node_rank}"]  # fmt: skip
+            cmd += [
+                "--rdzv_backend=c10d",
+                f"--rdzv_endpoint={launcher.rdzv_endpoint}",
+                "--rdzv_id=medft",
+                f"--node_rank={launcher.node_rank}",
+            ]
         return [*cmd, *worker]
     config = launcher.accelerate_config or str(CONF_DIR / "accelerate" / f"{strategy}.yml")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config,
-           "--num_processes", str(n * nodes), "--num_machines", str(nodes)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        config,
+        "--num_processes",
+        str(n * nodes),
+        "--num_machines",
+        str(nodes),
+    ]
     if nodes > 1:
         host, _, port = launcher.rdzv_endpoint.rpartition(":")
         cmd += ["--machine_rank", str(launcher.node_rank), "--main_process_ip", host, "--main_process_port", port]

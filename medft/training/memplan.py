@@ -49,8 +49,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from medft.runtime.errors import ConfigError
 from medft.modeling import families
+from medft.runtime.errors import ConfigError
 
 GIB = 1 << 30
 
@@ -75,8 +75,9 @@ NF4_DOUBLE_QUANT_BLOCK = 256
 # Architectures whose RMSNorm/SwiGLU liger-kernel patches (TRL's use_liger_kernel, by model_type);
 # EXAONE 3.5 (model_type exaone, natively a Llama class) is not among them, so its run keeps
 # transformers' kernels.
-LIGER_MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "granite",
-                               "olmo2"})  # fmt: skip
+LIGER_MODEL_TYPES = frozenset(
+    {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "granite", "olmo2"}
+)
 ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 
 # Block roles and the module names they go by, from the one table in medft.modeling.families.
@@ -129,9 +130,16 @@ class ModelShape:
         tied = bool(first("tie_word_embeddings", default=False))
         model_type = str(first("model_type", default=""))
         return cls(
-            int(hidden), int(layers), int(intermediate), int(vocab), int(heads), int(kv_heads), int(head_dim), tied,
+            int(hidden),
+            int(layers),
+            int(intermediate),
+            int(vocab),
+            int(heads),
+            int(kv_heads),
+            int(head_dim),
+            tied,
             model_type,
-        )  # fmt: skip
+        )
 
     # ---- derived sizes
     @property
@@ -542,9 +550,16 @@ def estimate(
     # activations
     L = shape.layers
     common = {
-        "r": m.r, "dropout": m.is_lora and m.dropout > 0, "c": c, "a": a, "m": mask_bytes,
-        "seq_len": seq_len, "padded": padded, "attention": attention, "liger": liger,
-    }  # fmt: skip
+        "r": m.r,
+        "dropout": m.is_lora and m.dropout > 0,
+        "c": c,
+        "a": a,
+        "m": mask_bytes,
+        "seq_len": seq_len,
+        "padded": padded,
+        "attention": attention,
+        "liger": liger,
+    }
     per_block = []
     if m.name == "freeze":
         k = min(m.trainable_layers, L)

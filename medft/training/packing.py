@@ -41,8 +41,12 @@ def probe_isolation(model, tokenizer, tolerance: float | None = None) -> Isolati
     """Logits of row B alone vs. packed after row A (position ids restart, no attention mask)."""
     import torch
 
-    first = tokenizer("[첫 번째 문장] 감기 증상이 있을 때 충분한 휴식이 필요합니다.", add_special_tokens=False)["input_ids"]
-    second = tokenizer("[두 번째 문장] 혈압은 매일 같은 시간에 재는 것이 좋습니다.", add_special_tokens=False)["input_ids"]
+    first = tokenizer("[첫 번째 문장] 감기 증상이 있을 때 충분한 휴식이 필요합니다.", add_special_tokens=False)[
+        "input_ids"
+    ]
+    second = tokenizer("[두 번째 문장] 혈압은 매일 같은 시간에 재는 것이 좋습니다.", add_special_tokens=False)[
+        "input_ids"
+    ]
     device = next(model.parameters()).device
     alone_ids = torch.tensor([second], device=device)
     packed_ids = torch.tensor([first + second], device=device)
@@ -52,14 +56,18 @@ def probe_isolation(model, tokenizer, tolerance: float | None = None) -> Isolati
     try:
         with torch.no_grad():
             alone = model(input_ids=alone_ids, use_cache=False).logits[0].float()
-            packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, len(first) :].float()
+            packed = (
+                model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, len(first) :].float()
+            )
     finally:
         model.train(was_training)
     diff = (alone - packed).abs().max().item()
     if tolerance is None:
         # Low-precision weights (bf16, 4-bit) differ by rounding alone; a leak differs by whole units.
         scale = alone.abs().max().item()
-        exact = getattr(model, "dtype", torch.float32) == torch.float32 and not getattr(model, "is_loaded_in_4bit", False)
+        exact = getattr(model, "dtype", torch.float32) == torch.float32 and not getattr(
+            model, "is_loaded_in_4bit", False
+        )
         tolerance = (1e-4 if exact else 2e-2) * max(scale, 1.0)
     return IsolationProbe(diff, tolerance)
 
@@ -75,8 +83,11 @@ def decide_packing(
     if setting is False:
         return False, None
     if setting is None and attention not in VARLEN_ATTENTION:
-        log.info("packing off: attention=%s has no variable-length kernel, so batches are grouped by length "
-                 "instead (train.packing=true packs anyway)", attention)  # fmt: skip
+        log.info(
+            "packing off: attention=%s has no variable-length kernel, so batches are grouped by length "
+            "instead (train.packing=true packs anyway)",
+            attention,
+        )
         return False, None
     probe = probe_isolation(model, tokenizer)
     if probe.isolated:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from medft.runs import rundir
-from medft.runtime.distributed import is_main_process
 from medft.config import MethodName, to_container, validate
+from medft.runs import rundir
 from medft.runtime.console import quiet_known_warnings
+from medft.runtime.devices import device_kind
+from medft.runtime.distributed import is_main_process
 from medft.runtime.errors import ConfigError, DataError
 
 log = logging.getLogger("medft")
@@ -100,9 +100,9 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     source = _check_model_early(cfg)
     memory = plan_memory(cfg, source)
 
-    from medft.evals.contamination import check_contamination
     from medft.data.cache import prepare_data
     from medft.data.report import summary_table
+    from medft.evals.contamination import check_contamination
 
     try:
         datasets, data_report = prepare_data(cfg.data)
@@ -117,26 +117,27 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     import torch
     from transformers import set_seed
 
-    from medft.training import checkpoints
-
     from medft.modeling import methods, models
-
-    from medft.training import packing as packing_lib, trainer as trainer_lib
-
-    from medft.text import tokenized_cache
-
     from medft.runs import tracking
+    from medft.text import tokenized_cache
     from medft.text.templates import get_spec
+    from medft.training import checkpoints
+    from medft.training import packing as packing_lib
+    from medft.training import trainer as trainer_lib
 
     set_seed(cfg.seed)
-    device = trainer_lib.device_kind()
+    device = device_kind()
     if device == "cuda" and torch.cuda.device_count() > 1 and cfg.launcher.nproc_per_node == 1:
-        log.warning("%d GPUs are visible but this job uses one; set launcher.nproc_per_node=%d to use them all",
-                    torch.cuda.device_count(), torch.cuda.device_count())  # fmt: skip
+        log.warning(
+            "%d GPUs are visible but this job uses one; set launcher.nproc_per_node=%d to use them all",
+            torch.cuda.device_count(),
+            torch.cuda.device_count(),
+        )
     tokenizer = models.load_tokenizer(cfg.model, source)
     spec = get_spec(cfg.model.chat_template)
     tokenized, label_report, data_report["tokenization_cache"] = tokenized_cache.tokenize_cached(
-        datasets, tokenizer, spec, cfg.train.max_length, cfg.data, data_report.get("fingerprint"))
+        datasets, tokenizer, spec, cfg.train.max_length, cfg.data, data_report.get("fingerprint")
+    )
     data_report["tokenization"] = label_report
     if main:
         rundir.write_json(run_dir / "data_report.json", data_report)
@@ -154,11 +155,19 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     if not autocast and MethodName(cfg.method.name) in (MethodName.freeze, MethodName.full):
         methods.align_input_dtypes(model)
     params = methods.trainable_summary(model)
-    log.info("trainable parameters: %s of %s (%.3f%%)", params["trainable_params"], params["total_params"],
-             params["trainable_percent"])  # fmt: skip
+    log.info(
+        "trainable parameters: %s of %s (%.3f%%)",
+        params["trainable_params"],
+        params["total_params"],
+        params["trainable_percent"],
+    )
 
     group = default_group(cfg, job)
-    wandb_run = tracking.start_run(cfg, run_dir, resolved, job.overrides, group, run_id=previous.get("wandb_id")) if main else None
+    wandb_run = (
+        tracking.start_run(cfg, run_dir, resolved, job.overrides, group, run_id=previous.get("wandb_id"))
+        if main
+        else None
+    )
     info: dict[str, Any] = {
         "run_dir": str(run_dir),
         "overrides": job.overrides,
@@ -166,8 +175,13 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
         "device": device,
         "model_source": source.describe(),
         "model_code": model_code,
-        "wandb": None if wandb_run is None else {"id": wandb_run.id, "mode": tracking.resolve_mode(cfg.logger.mode),
-                                                 "project": cfg.logger.project},  # fmt: skip
+        "wandb": None
+        if wandb_run is None
+        else {
+            "id": wandb_run.id,
+            "mode": tracking.resolve_mode(cfg.logger.mode),
+            "project": cfg.logger.project,
+        },
         "data_fingerprint": data_report.get("fingerprint"),
         "resumed_from": None if previous.get("checkpoint") is None else str(previous["checkpoint"]),
         "compute": {
@@ -196,16 +210,24 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
     try:
         has_eval = len(tokenized["validation"]) > 0
         flatten = packing and info["compute"]["attn_implementation"] == "flash_attention_2"
-        report_to = ["wandb"] if wandb_run or (not main and getattr(cfg.logger.backend, "value", cfg.logger.backend) != "none") else []
-        args = trainer_lib.sft_config(cfg, run_dir, device, report_to, has_eval, flatten, packing=packing,
-                                      gradient_checkpointing=gc)  # fmt: skip
+        report_to = (
+            ["wandb"]
+            if wandb_run or (not main and getattr(cfg.logger.backend, "value", cfg.logger.backend) != "none")
+            else []
+        )
+        args = trainer_lib.sft_config(
+            cfg, run_dir, device, report_to, has_eval, flatten, packing=packing, gradient_checkpointing=gc
+        )
         callbacks = checkpoints.callbacks(run_dir)
         stopper = callbacks[-1]
         if cfg.train.eval_benchmarks and cfg.train.eval_benchmarks_every > 0:
             from medft.evals.runner import benchmark_callback
 
-            callbacks.append(benchmark_callback(cfg, run_dir, list(cfg.train.eval_benchmarks),
-                                                cfg.train.eval_benchmarks_every, wandb_run))  # fmt: skip
+            callbacks.append(
+                benchmark_callback(
+                    cfg, run_dir, list(cfg.train.eval_benchmarks), cfg.train.eval_benchmarks_every, wandb_run
+                )
+            )
         train_rows = tokenized["train"].remove_columns(["id"])
         if packing:
             train_rows = packing_lib.pack_rows(train_rows, cfg.train.max_length)
@@ -219,8 +241,9 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
             data_collator=packing_lib.RowPackedCollator(tokenizer.pad_token_id) if packing and not flatten else None,
             fused_loss=info["compute"]["fused_loss"],
         )
-        _preflight(cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir,
-                   wandb_run)  # fmt: skip
+        _preflight(
+            cfg, sft, tokenized, datasets, tokenizer, spec, model, train_rows if packing else None, run_dir, wandb_run
+        )
         tracking.log_data(wandb_run, run_dir, label_report)
         # Step-0 validation loss: the baseline every later number is read against. A resumed
         # run reads it back instead: its model is no longer at step 0.
@@ -285,9 +308,18 @@ def run_training(cfg: DictConfig, job: JobInfo) -> dict[str, Any]:
 
 
 METRIC_KEYS = (
-    "train_loss", "train_loss_first", "train_loss_mean", "eval_loss_initial", "eval_loss", "eval_perplexity",
-    "global_step", "runtime_s", "train_runtime_s", "peak_memory_gb", "peak_rss_gb",
-)  # fmt: skip
+    "train_loss",
+    "train_loss_first",
+    "train_loss_mean",
+    "eval_loss_initial",
+    "eval_loss",
+    "eval_perplexity",
+    "global_step",
+    "runtime_s",
+    "train_runtime_s",
+    "peak_memory_gb",
+    "peak_rss_gb",
+)
 
 
 def objective_value(metrics: dict[str, Any], key: str) -> float | None:
@@ -311,8 +343,10 @@ def check_objective(cfg: DictConfig) -> None:
                 f"and name a metric as benchmarks.<name>.<metric>"
             )
     elif key not in METRIC_KEYS:
-        raise ConfigError(f"objective={key} is not a training metric; use one of {', '.join(METRIC_KEYS)} "
-                          f"or benchmarks.<name>.<metric>")  # fmt: skip
+        raise ConfigError(
+            f"objective={key} is not a training metric; use one of {', '.join(METRIC_KEYS)} "
+            f"or benchmarks.<name>.<metric>"
+        )
 
 
 def plan_memory(cfg: DictConfig, source, device: str | None = None, free_bytes: int | None = None) -> dict[str, Any]:
@@ -346,9 +380,12 @@ def plan_memory(cfg: DictConfig, source, device: str | None = None, free_bytes: 
             with open_dict(cfg):
                 cfg.train.gradient_checkpointing = None
     log.info("memory plan: %s of %.1f GiB free", estimate.describe(), free_bytes / 2**30)
-    return {"estimate_gib": round(estimate.total / 2**30, 2), "free_gib": round(free_bytes / 2**30, 2),
-            "checkpointing_needed": needed, "breakdown_gib": {k: round(v / 2**30, 2) for k, v in
-                                                              estimate.breakdown().items()}}  # fmt: skip
+    return {
+        "estimate_gib": round(estimate.total / 2**30, 2),
+        "free_gib": round(free_bytes / 2**30, 2),
+        "checkpointing_needed": needed,
+        "breakdown_gib": {k: round(v / 2**30, 2) for k, v in estimate.breakdown().items()},
+    }
 
 
 def _previous_run(cfg: DictConfig, run_dir: Path, resolved: dict) -> dict[str, Any]:

@@ -14,16 +14,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from medft.training.checkpoints import check_resumable, checkpoint_step, latest_complete
 from medft.runtime.errors import ConfigError
+from medft.training.checkpoints import check_resumable, checkpoint_step, latest_complete
 
 log = logging.getLogger("medft")
 
 RUNS_DIR = Path("outputs/runs")
 # Keys that may differ between the interrupted and the resumed job: they change where
 # things are reported or how fast data loads, never what is trained.
-MAY_DIFFER = ("resume", "logger.mode", "train.dataloader_num_workers", "train.eval_benchmarks",
-              "train.eval_benchmarks_every")  # fmt: skip
+MAY_DIFFER = (
+    "resume",
+    "logger.mode",
+    "train.dataloader_num_workers",
+    "train.eval_benchmarks",
+    "train.eval_benchmarks_every",
+)
 _NOT_RUN_IDENTITY = ("resume=", "hydra.", "logger.mode=", "+resume=")
 
 
@@ -109,9 +114,8 @@ def check_same_run(stored: dict, current: dict, run_dir: Path) -> None:
     """Refuse to continue a run under a different config (one line naming the keys)."""
     before, after = _flatten(stored), _flatten(current)
     changed = sorted(
-        k for k in set(before) | set(after)
-        if before.get(k) != after.get(k) and not k.startswith(MAY_DIFFER)
-    )  # fmt: skip
+        k for k in set(before) | set(after) if before.get(k) != after.get(k) and not k.startswith(MAY_DIFFER)
+    )
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:4])
         more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""

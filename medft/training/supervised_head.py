@@ -40,7 +40,8 @@ def project_supervised_only(head, labels):
         hidden = args[0]
         if hidden.dim() != 3 or tuple(hidden.shape[:2]) != tuple(mask.shape):
             raise ConfigError(
-                f"train.fused_loss=false: the LM head received hidden states of shape {tuple(hidden.shape)} for labels of shape "
+                f"train.fused_loss=false: the LM head received hidden states of shape {tuple(hidden.shape)} "
+                "for labels of shape "
                 f"{tuple(mask.shape)}; this model cannot score supervised positions only: set train.fused_loss=true"
             )
         return (hidden[mask.to(hidden.device)], *args[1:])
@@ -63,7 +64,8 @@ def supervised_cross_entropy(outputs, labels, num_items_in_batch=None):
     targets = shifted[shifted != IGNORE_INDEX].to(logits.device)
     if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
         raise ConfigError(
-            f"train.fused_loss=false: expected logits for {targets.shape[0]} supervised positions, got shape {tuple(logits.shape)}; "
+            f"train.fused_loss=false: expected logits for {targets.shape[0]} supervised positions, got shape "
+            f"{tuple(logits.shape)}; "
             "this model cannot score supervised positions only: set train.fused_loss=true"
         )
     logits = logits.float()

@@ -11,9 +11,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from medft.runtime.devices import device_kind
-
-
 
 def _world_size() -> int:
     from medft.runtime.distributed import world_size
@@ -59,7 +56,9 @@ def use_liger(cfg, device: str) -> bool:
     from medft.runtime.errors import ConfigError
 
     if cfg.train.liger and not liger_available():
-        raise ConfigError("train.liger=true needs liger-kernel: pip install liger-kernel (CUDA only), or train.liger=null")
+        raise ConfigError(
+            "train.liger=true needs liger-kernel: pip install liger-kernel (CUDA only), or train.liger=null"
+        )
     if cfg.train.liger and device != "cuda":
         raise ConfigError("train.liger=true needs a CUDA GPU; on this machine use train.liger=null")
     return _switch(cfg.train.liger, device == "cuda" and liger_available())
@@ -86,8 +85,14 @@ def _save_steps(t, save_strategy: str) -> int:
 
 
 def sft_config(
-    cfg, run_dir: Path, device: str, report_to: list[str], has_eval: bool, flatten_packs: bool = False,
-    packing: bool = False, gradient_checkpointing: bool | None = None,
+    cfg,
+    run_dir: Path,
+    device: str,
+    report_to: list[str],
+    has_eval: bool,
+    flatten_packs: bool = False,
+    packing: bool = False,
+    gradient_checkpointing: bool | None = None,
 ):
     from trl import SFTConfig
 

@@ -8,14 +8,28 @@ import sys
 from pathlib import Path
 
 from medft.training.distributed import command
+
 from conftest import compose_config
 
 STEPS = 8
 
 
 def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "medft.train", f"train.max_steps={STEPS}", "logger.mode=offline",
-                           "train.eval_steps=4", *args], cwd=cwd, capture_output=True, text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medft.train",
+            f"train.max_steps={STEPS}",
+            "logger.mode=offline",
+            "train.eval_steps=4",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -67,8 +81,17 @@ def test_launch_commands_for_each_strategy(tmp_path):
     ddp = command(cfg.launcher, tmp_path)
     assert ddp[1:4] == ["-m", "torch.distributed.run", "--nproc_per_node=4"] and "--standalone" in ddp
     assert ddp[-3:] == ["-m", "medft.worker", str(tmp_path)]
-    multi = command(compose_config(["launcher.nproc_per_node=8", "launcher.nnodes=2", "launcher.node_rank=1",
-                                    "launcher.rdzv_endpoint=node0:29500"]).launcher, tmp_path)  # fmt: skip
+    multi = command(
+        compose_config(
+            [
+                "launcher.nproc_per_node=8",
+                "launcher.nnodes=2",
+                "launcher.node_rank=1",
+                "launcher.rdzv_endpoint=node0:29500",
+            ]
+        ).launcher,
+        tmp_path,
+    )
     assert "--rdzv_endpoint=node0:29500" in multi and "--node_rank=1" in multi and "--standalone" not in multi
     for strategy in ("fsdp", "deepspeed_zero2", "deepspeed_zero3"):
         cmd = command(compose_config(["launcher.nproc_per_node=2", f"launcher.strategy={strategy}"]).launcher, tmp_path)

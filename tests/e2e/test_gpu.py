@@ -15,8 +15,9 @@ pytestmark = pytest.mark.gpu
 
 @pytest.mark.parametrize("method", ["qlora", "lora"])
 def test_cuda_run_uses_bf16_and_reports_peak_memory(method, tmp_path):
-    cfg = compose_config([f"method={method}", "model.dtype=auto", "logger=none", "train.max_steps=4",
-                          "train.save_strategy=no"])  # fmt: skip
+    cfg = compose_config(
+        [f"method={method}", "model.dtype=auto", "logger=none", "train.max_steps=4", "train.save_strategy=no"]
+    )
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / method))
     manifest = json.loads((tmp_path / method / "manifest.json").read_text())
     assert manifest["device"] == "cuda" and manifest["compute"]["bf16"] is True
@@ -51,13 +52,11 @@ def test_cuda_plain_loss_equals_the_models_own_in_bf16(tmp_path):
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from medft.text import labels
-
-    from medft.modeling import methods, models
-
-    from medft.training import trainer
     from medft.data.cache import prepare_data
+    from medft.modeling import methods, models
+    from medft.text import labels
     from medft.text.templates import get_spec
+    from medft.training import trainer
 
     cfg = compose_config(["model.dtype=bfloat16", "train.fused_loss=false"])
     source = models.resolve_source(cfg.model)

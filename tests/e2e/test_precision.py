@@ -10,9 +10,18 @@ from medft.training.pipeline import JobInfo, run_training
 from conftest import compose_config
 
 # The EXAONE 2.4B freeze preset's optimiser settings, 8 steps on the shipped samples.
-FREEZE_BF16 = ["logger=none", "method=freeze", "method.trainable_layers=2", "train.learning_rate=1e-5",
-               "train.optim=adamw_torch", "train.warmup_ratio=0", "train.max_steps=8", "train.per_device_batch_size=4",
-               "train.save_strategy=no", "train.logging_steps=4"]  # fmt: skip
+FREEZE_BF16 = [
+    "logger=none",
+    "method=freeze",
+    "method.trainable_layers=2",
+    "train.learning_rate=1e-5",
+    "train.optim=adamw_torch",
+    "train.warmup_ratio=0",
+    "train.max_steps=8",
+    "train.per_device_batch_size=4",
+    "train.save_strategy=no",
+    "train.logging_steps=4",
+]
 
 
 def _freeze_run(tmp_path, monkeypatch, dtype: str):

@@ -22,13 +22,19 @@ ARGS = [f"train.max_steps={STEPS}", "train.save_steps=2", "train.max_length=512"
 
 
 def _train(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medft.train", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "medft.train", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def _start(run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "medft.train", *ARGS, f"hydra.run.dir={run_dir}"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "medft.train", *ARGS, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_commit(run_dir: Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -160,8 +166,13 @@ def test_resume_argv_pins_the_run_dir_and_restores_its_overrides(tmp_path, monke
     monkeypatch.chdir(tmp_path)
 
     argv = resume.rewrite_argv([f"resume={old}", "logger.mode=disabled"])
-    assert argv == ["train.learning_rate=0.001", "method=lora", "logger.mode=disabled", f"hydra.run.dir={old}",
-                    f"resume={old}"]  # fmt: skip
+    assert argv == [
+        "train.learning_rate=0.001",
+        "method=lora",
+        "logger.mode=disabled",
+        f"hydra.run.dir={old}",
+        f"resume={old}",
+    ]
     # auto: the newest unfinished run started with the same overrides, in any order.
     found = resume.rewrite_argv(["method=lora", "train.learning_rate=0.001", "resume=auto"])
     assert f"hydra.run.dir={Path('outputs/runs') / old.name}" in found
@@ -175,8 +186,14 @@ def test_resume_argv_pins_the_run_dir_and_restores_its_overrides(tmp_path, monke
 
 def test_torchrun_started_by_hand_is_refused_in_one_line():
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1"}
-    done = subprocess.run([sys.executable, "-m", "medft.train", "train.max_steps=1"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "medft.train", "train.max_steps=1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "launcher.nproc_per_node" in done.stderr
 
@@ -184,10 +201,9 @@ def test_torchrun_started_by_hand_is_refused_in_one_line():
 def test_resumed_job_logs_into_the_interrupted_wandb_run(tmp_path, compose):
     from omegaconf import OmegaConf
 
-    from medft.training import pipeline
-
-    from medft.runs import tracking
     from medft.config import to_container
+    from medft.runs import tracking
+    from medft.training import pipeline
 
     cfg = compose(["logger.mode=offline", "resume=auto"])
     resolved = to_container(cfg)

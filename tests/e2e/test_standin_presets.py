@@ -58,10 +58,10 @@ def test_preset_end_to_end_on_its_standin(preset, request, tmp_path_factory, tmp
     from transformers import AutoModelForCausalLM
 
     from medft.cli import labels as labels_view
-    from medft.serving.chat_session import ChatSession
     from medft.evals.runner import evaluate
     from medft.runs.export import export_run
     from medft.runs.loading import load_trained
+    from medft.serving.chat_session import ChatSession
 
     run_dir, folder = _trained(preset, request, tmp_path_factory)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -78,8 +78,9 @@ def test_preset_end_to_end_on_its_standin(preset, request, tmp_path_factory, tmp
     assert "«" in out.getvalue() and "tokens" in out.getvalue()
 
     # Export, then reload with plain transformers (no medft, no remote code) and compare.
-    cfg = compose_config([f"run={run_dir}", "export.dtype=float32", f"export.output={tmp_path / 'export'}",
-                          "export.fidelity_rows=1"])  # fmt: skip
+    cfg = compose_config(
+        [f"run={run_dir}", "export.dtype=float32", f"export.output={tmp_path / 'export'}", "export.fidelity_rows=1"]
+    )
     exported = export_run(run_dir, cfg.export).folder
     plain = AutoModelForCausalLM.from_pretrained(str(exported), trust_remote_code=False, dtype=torch.float32)
     trained = load_trained(run_dir, device="cpu")
@@ -92,8 +93,11 @@ def test_preset_end_to_end_on_its_standin(preset, request, tmp_path_factory, tmp
     # evaluate eval=heldout, then one chat turn, on the trained run.
     from conftest import compose_evaluate
 
-    result, _ = evaluate(compose_evaluate([f"run={run_dir}", "eval=heldout", "eval.limit=2", "eval.max_new_tokens=4"]),
-                         tmp_path / "eval", progress=False)  # fmt: skip
+    result, _ = evaluate(
+        compose_evaluate([f"run={run_dir}", "eval=heldout", "eval.limit=2", "eval.max_new_tokens=4"]),
+        tmp_path / "eval",
+        progress=False,
+    )
     assert result["metrics"]["n"] >= 1 and result["metrics"]["loss"] > 0
     chat = compose_config(["chat.max_new_tokens=4"]).chat
     reply = ChatSession.from_loaded(trained, chat).reply("머리가 아파요")
@@ -110,8 +114,9 @@ def test_native_exaone_exports_in_lg_layout(request, tmp_path_factory, tmp_path)
     assert "lm_head.weight" not in after and any(k.startswith("transformer.h.") for k in after)
     changed = {k for k in after if not torch.equal(after[k].float(), before[k].float())}
     blocks = json.loads((folder / "config.json").read_text(encoding="utf-8"))["num_layers"]
-    top = {k for k in after if k.split(".")[2:3] and k.startswith("transformer.h.")
-           and int(k.split(".")[2]) >= blocks - 4}  # fmt: skip
+    top = {
+        k for k in after if k.split(".")[2:3] and k.startswith("transformer.h.") and int(k.split(".")[2]) >= blocks - 4
+    }
     assert changed == top | {"transformer.wte.weight"}, sorted(changed ^ (top | {"transformer.wte.weight"}))[:6]
     config = json.loads((run_dir / "model" / "config.json").read_text(encoding="utf-8"))
     assert config["model_type"] == "exaone" and config["architectures"] == ["ExaoneForCausalLM"]
@@ -127,15 +132,28 @@ def test_design_card_command_trains_a_lg_layout_exaone_with_qlora_on_every_proje
     adapters on all seven projections of every block."""
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "medft.train", "model=exaone", "data=sample", "method=qlora", f"model.path={exaone_dir}",
-         "train.max_steps=2", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "medft.train",
+            "model=exaone",
+            "data=sample",
+            "method=qlora",
+            f"model.path={exaone_dir}",
+            "train.max_steps=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     preflight = json.loads((run_dir / "preflight.json").read_text(encoding="utf-8"))
     blocks = json.loads((exaone_dir / "config.json").read_text(encoding="utf-8"))["num_layers"]
-    assert preflight["stats"]["lora_modules"]["by_role"] == {r: blocks for r in
-                                                             ("q", "k", "v", "o", "gate", "up", "down")}  # fmt: skip
+    assert preflight["stats"]["lora_modules"]["by_role"] == {
+        r: blocks for r in ("q", "k", "v", "o", "gate", "up", "down")
+    }
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["model_code"] == NATIVE and manifest["compute"]["quantized_4bit"]
 
@@ -143,10 +161,23 @@ def test_design_card_command_trains_a_lg_layout_exaone_with_qlora_on_every_proje
 def test_remote_code_failure_is_one_line_naming_the_native_path(exaone_dir):
     """model.trust_remote_code=true on a checkpoint whose hub code cannot run here."""
     proc = subprocess.run(
-        [sys.executable, "-m", "medft.train", "model=exaone", "data=sample", f"model.path={exaone_dir}",
-         "model.trust_remote_code=true", "logger=none", "train.max_steps=1", "hydra.run.dir=/tmp/medft-remote-code"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "medft.train",
+            "model=exaone",
+            "data=sample",
+            f"model.path={exaone_dir}",
+            "model.trust_remote_code=true",
+            "logger=none",
+            "train.max_steps=1",
+            "hydra.run.dir=/tmp/medft-remote-code",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1]
     assert "remote code" in last and "model.trust_remote_code=auto" in last, proc.stderr[-2000:]

@@ -23,19 +23,27 @@ FAKE_SECRETS = {
 
 def _train(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "medft.train", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "medft.train", *args], cwd=REPO, capture_output=True, text=True, timeout=900, env=env
+    )
 
 
 def _jobs(sweep: Path) -> list[Path]:
-    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()),
-                  key=lambda p: int(p.name.split("_", 1)[0]))  # fmt: skip
+    return sorted(
+        (p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()), key=lambda p: int(p.name.split("_", 1)[0])
+    )
 
 
 def test_failed_job_is_recorded_and_the_sweep_goes_on_without_leaking_secrets(tmp_path):
     sweep = tmp_path / "sweep"
-    out = _train("-m", "method=freeze", "method.trainable_layers=99,1", f"hydra.sweep.dir={sweep}",
-                 "train.max_steps=2", env_extra={**FAKE_SECRETS, "WANDB_MODE": "offline"})  # fmt: skip
+    out = _train(
+        "-m",
+        "method=freeze",
+        "method.trainable_layers=99,1",
+        f"hydra.sweep.dir={sweep}",
+        "train.max_steps=2",
+        env_extra={**FAKE_SECRETS, "WANDB_MODE": "offline"},
+    )
     assert out.returncode == 1, "a sweep with a failed job exits 1"
     failed, ok = _jobs(sweep)
     failure = json.loads((failed / "failed.json").read_text())
@@ -65,8 +73,13 @@ def _trials(db: Path) -> list[tuple[int, str]]:
 
 def test_optuna_sweep_of_four_trials_persists_resumes_and_compares(tmp_path):
     sweep = tmp_path / "study"
-    args = ["sweep=lora_lr_rank", f"hydra.sweep.dir={sweep}", "train.max_steps=2", "train.save_strategy=no",
-            "logger=none"]  # fmt: skip
+    args = [
+        "sweep=lora_lr_rank",
+        f"hydra.sweep.dir={sweep}",
+        "train.max_steps=2",
+        "train.save_strategy=no",
+        "logger=none",
+    ]
     out = _train(*args, "hydra.sweeper.n_trials=4")
     assert out.returncode == 0, out.stderr[-3000:]
     assert [state for _, state in _trials(sweep / "optuna.db")] == ["COMPLETE"] * 4
@@ -88,8 +101,9 @@ def test_optuna_sweep_of_four_trials_persists_resumes_and_compares(tmp_path):
     assert len(_trials(sweep / "optuna.db")) == 5 and len(_jobs(sweep)) == 5
     assert _jobs(sweep)[-1].name.startswith("4_")
 
-    shown = subprocess.run([sys.executable, "-m", "medft.compare", str(sweep)], cwd=REPO, capture_output=True,
-                           text=True, timeout=120)  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "medft.compare", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert shown.returncode == 0, shown.stderr
     table = [line for line in shown.stdout.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 5
@@ -120,9 +134,12 @@ def test_search_space_from_hydra_sweep_syntax():
 
     space, fixed = search_space(
         ["train.max_steps=10", "method.lora.alpha=range(8,33,8)", "train.warmup_ratio=interval(0, 0.1)"],
-        {"train.learning_rate": "tag(log, interval(1e-5, 1e-3))", "method.lora.r": "choice(8, 16)",
-         "train.gradient_accumulation_steps": "tag(int, interval(1, 8))"},
-    )  # fmt: skip
+        {
+            "train.learning_rate": "tag(log, interval(1e-5, 1e-3))",
+            "method.lora.r": "choice(8, 16)",
+            "train.gradient_accumulation_steps": "tag(int, interval(1, 8))",
+        },
+    )
     assert fixed == ["train.max_steps=10"]
     assert space["train.learning_rate"] == FloatDistribution(1e-5, 1e-3, log=True)
     assert space["method.lora.r"] == CategoricalDistribution([8, 16])
@@ -138,8 +155,11 @@ def test_slurm_preset_composes_one_task_per_job_with_requeue():
 
     register_schemas()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4",
-                                          "launcher.nproc_per_node=4"], return_hydra_config=True)  # fmt: skip
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "launcher.nproc_per_node=4"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.tasks_per_node == 1 and launcher.gpus_per_node == 4 and cfg.launcher.nproc_per_node == 4
@@ -157,8 +177,15 @@ def test_slurm_launcher_without_its_plugin_is_one_line(monkeypatch):
 @pytest.mark.slow
 def test_submitit_local_runs_each_trial_as_its_own_job(tmp_path):
     sweep = tmp_path / "sweep"
-    out = _train("-m", "hydra/launcher=submitit_local", "method.lora.r=4,8", "train.max_steps=2", "logger=none",
-                 "train.save_strategy=no", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    out = _train(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "method.lora.r=4,8",
+        "train.max_steps=2",
+        "logger=none",
+        "train.save_strategy=no",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = _jobs(sweep)
     assert len(jobs) == 2 and all((j / "metrics.json").is_file() for j in jobs)

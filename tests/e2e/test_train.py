@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from medft.training.pipeline import JobInfo, run_training
 from medft.runs.tracking import find_offline_runs, read_offline_run
+from medft.training.pipeline import JobInfo, run_training
 
 from conftest import REPO, compose_config
 
@@ -23,8 +23,12 @@ def _cli(*args, env_extra=None, timeout=600, cwd=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "medft.train", *args],
-        cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_default_run_offline_demo(tmp_path):
@@ -37,9 +41,18 @@ def test_default_run_offline_demo(tmp_path):
     assert "validation loss" in out.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval_loss"] < metrics["eval_loss_initial"]
-    for name in ("config.resolved.yaml", "manifest.json", "metrics.json", "history.json", "loss.png",
-                 "data_report.json", ".hydra/config.yaml", "adapter/adapter_model.safetensors",
-                 "adapter/chat_template.jinja", "train.log"):  # fmt: skip
+    for name in (
+        "config.resolved.yaml",
+        "manifest.json",
+        "metrics.json",
+        "history.json",
+        "loss.png",
+        "data_report.json",
+        ".hydra/config.yaml",
+        "adapter/adapter_model.safetensors",
+        "adapter/chat_template.jinja",
+        "train.log",
+    ):
         assert (run_dir / name).exists(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["command"].startswith("python -m medft.train")
@@ -68,9 +81,18 @@ def test_default_run_offline_demo(tmp_path):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_runs_on_the_tiny_model(preset, tmp_path):
-    cfg = compose_config([f"experiment={preset}", "model=tiny", "data=sample", "logger=none",
-                          "train.max_steps=3", "train.eval_steps=0", "train.save_strategy=no",
-                          "train.load_best_model_at_end=false"])  # fmt: skip
+    cfg = compose_config(
+        [
+            f"experiment={preset}",
+            "model=tiny",
+            "data=sample",
+            "logger=none",
+            "train.max_steps=3",
+            "train.eval_steps=0",
+            "train.save_strategy=no",
+            "train.load_best_model_at_end=false",
+        ]
+    )
     assert cfg.name == preset
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / preset))
     assert metrics["global_step"] == 3
@@ -79,9 +101,18 @@ def test_every_preset_runs_on_the_tiny_model(preset, tmp_path):
 
 def test_best_checkpoint_is_kept_by_validation_loss(tmp_path):
     """hira_solar_lora keeps the best checkpoint: the trainer must have tracked it by eval_loss."""
-    cfg = compose_config(["experiment=hira_solar_lora", "model=tiny", "data=sample", "logger=none",
-                          "train.epochs=2", "train.per_device_batch_size=16", "train.gradient_accumulation_steps=1",
-                          "train.max_length=512"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "experiment=hira_solar_lora",
+            "model=tiny",
+            "data=sample",
+            "logger=none",
+            "train.epochs=2",
+            "train.per_device_batch_size=16",
+            "train.gradient_accumulation_steps=1",
+            "train.max_length=512",
+        ]
+    )
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / "best"))
     states = (tmp_path / "best" / "checkpoints").glob("checkpoint-*/trainer_state.json")
     last = max(states, key=lambda p: int(p.parent.name.split("-")[1]))
@@ -93,8 +124,14 @@ def test_best_checkpoint_is_kept_by_validation_loss(tmp_path):
 
 def test_grid_sweep_2x2_gives_four_runs_in_one_wandb_group(tmp_path):
     sweep = tmp_path / "sweep"
-    out = _cli("-m", "method=lora,freeze", "train.learning_rate=1e-4,3e-4", f"hydra.sweep.dir={sweep}",
-               "train.max_steps=2", "train.save_strategy=no")  # fmt: skip
+    out = _cli(
+        "-m",
+        "method=lora,freeze",
+        "train.learning_rate=1e-4,3e-4",
+        f"hydra.sweep.dir={sweep}",
+        "train.max_steps=2",
+        "train.save_strategy=no",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     job_dirs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name.split("_", 1)[0]))
     assert [p.name.split("_", 1)[0] for p in job_dirs] == ["0", "1", "2", "3"]
@@ -105,7 +142,9 @@ def test_grid_sweep_2x2_gives_four_runs_in_one_wandb_group(tmp_path):
         record = read_offline_run(runs[0])
         method, lr = record["config"]["method"]["name"], record["config"]["train"]["learning_rate"]
         seen[(method, lr)] = record
-        assert f"method:{method}" in record["tags"] and "model:tiny" in record["tags"] and "data:sample" in record["tags"]
+        assert (
+            f"method:{method}" in record["tags"] and "model:tiny" in record["tags"] and "data:sample" in record["tags"]
+        )
         assert record["group"] == f"sweep-{sweep.name}"
         assert f"method={method}" in record["name"] and "train.learning_rate=" in record["name"]
         assert record["config"]["model"]["name"] == "tiny"
@@ -122,7 +161,10 @@ def test_grid_sweep_2x2_gives_four_runs_in_one_wandb_group(tmp_path):
         (["model=tiny", "model.path=/nonexistent/exaone"], "model.path=/nonexistent/exaone has no config.json"),
         (["data=aihub"], "data.sources.aihub.path"),
         (["data=hira"], "data.sources.hira.path"),
-        (["method=freeze", "method.trainable_layers=9"], "method.trainable_layers=9 but model=tiny has 4 decoder blocks"),
+        (
+            ["method=freeze", "method.trainable_layers=9"],
+            "method.trainable_layers=9 but model=tiny has 4 decoder blocks",
+        ),
         (["train.learning_rate=0"], "train.learning_rate=0.0 must be > 0"),
     ],
 )
@@ -138,8 +180,13 @@ def test_bad_data_stops_the_run_with_the_report_written(tmp_path):
     """Too many broken lines: one line naming the ratio, and data_report.json says which lines."""
     folder = tmp_path / "hira"
     folder.mkdir()
-    good = [json.dumps({"instruction": f"본인부담금 질문 {i}", "input": "", "output": "환자가 내는 진료비입니다.",
-                        "metadata": {}}, ensure_ascii=False) for i in range(6)]  # fmt: skip
+    good = [
+        json.dumps(
+            {"instruction": f"본인부담금 질문 {i}", "input": "", "output": "환자가 내는 진료비입니다.", "metadata": {}},
+            ensure_ascii=False,
+        )
+        for i in range(6)
+    ]
     (folder / "train.jsonl").write_text("\n".join([*good, "{not json", '{"instruction": "x"}']) + "\n")
     run_dir = tmp_path / "run"
     out = _cli("data=hira", f"data.sources.hira.path={folder}", f"hydra.run.dir={run_dir}", "logger=none")
@@ -155,8 +202,9 @@ def test_bad_data_stops_the_run_with_the_report_written(tmp_path):
 @pytest.mark.parametrize("template", ["llama3_1", "solar"])
 def test_other_templates_train_through_the_same_pipeline(template, tmp_path):
     """The tiny tokenizer carries every template's tokens, so Llama 3.1 and SOLAR rows train too."""
-    cfg = compose_config([f"model.chat_template={template}", "logger=none", "train.max_steps=3",
-                          "train.save_strategy=no"])  # fmt: skip
+    cfg = compose_config(
+        [f"model.chat_template={template}", "logger=none", "train.max_steps=3", "train.save_strategy=no"]
+    )
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / template))
     assert metrics["global_step"] == 3 and metrics["train_supervised_tokens"] > 0
     saved = (tmp_path / template / "adapter" / "chat_template.jinja").read_text()
@@ -169,8 +217,20 @@ def test_other_templates_train_through_the_same_pipeline(template, tmp_path):
 def test_full_finetune_memorises_the_hira_sample(tmp_path):
     """With correct labels a model can learn its answers: 40 epochs of full fine-tuning on the
     HIRA sample drive the training loss far below the ~7.9 of a random model."""
-    cfg = compose_config(["data=sample", "~data.sources.aihub", "~data.sources.pubmedqa_ko", "method=full",
-                          "logger=none", "train.epochs=40", "train.learning_rate=2e-3", "train.save_strategy=no",
-                          "train.per_device_batch_size=1", "train.logging_steps=10", "train.warmup_ratio=0.05"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "data=sample",
+            "~data.sources.aihub",
+            "~data.sources.pubmedqa_ko",
+            "method=full",
+            "logger=none",
+            "train.epochs=40",
+            "train.learning_rate=2e-3",
+            "train.save_strategy=no",
+            "train.per_device_batch_size=1",
+            "train.logging_steps=10",
+            "train.warmup_ratio=0.05",
+        ]
+    )
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / "memorise"))
     assert metrics["train_loss"] < 1.5, metrics

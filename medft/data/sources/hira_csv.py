@@ -28,10 +28,11 @@ import random
 import re
 import string
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from medft.data.records import RecordError, make_record, normalise_question
 from medft.data.report import SourceReport
@@ -357,7 +358,7 @@ class _Converter:
                 continue
             cells = cells + [""] * (len(header) - len(cells))
             row = {}
-            for column, cell in zip(header, cells):
+            for column, cell in zip(header, cells, strict=False):
                 row.setdefault(column, cell)
             year = (year_of(row[year_column]) if year_column else None) or file_year
             for measure in table.measures:

@@ -9,8 +9,9 @@ LONG_ANSWER plus lower-case final_decision.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from medft.data.records import RecordError, clean_text, make_record
 from medft.data.report import SourceReport
@@ -51,11 +52,15 @@ def _missing(columns: Iterable[str], where: str) -> None:
 def read_local(path: Path, key: str) -> list[tuple[str | None, dict]]:
     """(pmid or None, record) from a JSON list of records or a dict keyed by PMID."""
     if not path.is_file():
-        raise DataError(f"{key}={path} is not a file; point it at a PubMedQA-Ko JSON file or set it to null to use the hub copy")
+        raise DataError(
+            f"{key}={path} is not a file; point it at a PubMedQA-Ko JSON file or set it to null to use the hub copy"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{key}={path} is not valid UTF-8 JSON ({type(err).__name__}: {err}); fix or re-download the file") from None
+        raise DataError(
+            f"{key}={path} is not valid UTF-8 JSON ({type(err).__name__}: {err}); fix or re-download the file"
+        ) from None
     if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
         items = [(str(k), v) for k, v in data.items()]
     elif isinstance(data, list):
@@ -98,7 +103,10 @@ def load(name: str, src: Any, *, seed: int, report: SourceReport, progress: bool
     elif src.get("hub_id"):
         items = read_hub(str(src.get("hub_id")), src.get("revision"), f"data.sources.{name}.hub_id")
     else:
-        raise DataError(f"{key} and data.sources.{name}.hub_id are both null; set hub_id=ChuGyouk/PubMedQA-test-Ko or a local JSON path")
+        raise DataError(
+            f"{key} and data.sources.{name}.hub_id are both null; set hub_id=ChuGyouk/PubMedQA-test-Ko or a "
+            "local JSON path"
+        )
 
     records, seen = [], set()
     for index, (pmid, raw) in enumerate(tqdm(items, desc=f"{name}: records", unit="rec", disable=not progress)):
@@ -130,7 +138,9 @@ def load(name: str, src: Any, *, seed: int, report: SourceReport, progress: bool
             "year": clean_text(raw.get("YEAR")) or None,
         }
         try:
-            records.append(make_record(record_id, format_user(raw["QUESTION"], raw["CONTEXTS"]), raw["LONG_ANSWER"], meta))
+            records.append(
+                make_record(record_id, format_user(raw["QUESTION"], raw["CONTEXTS"]), raw["LONG_ANSWER"], meta)
+            )
         except RecordError as err:
             report.skip(err.reason, where)
             continue

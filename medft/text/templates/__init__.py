@@ -9,7 +9,7 @@ assistant turn, and whether the template itself renders BOS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from medft.runtime.errors import ConfigError
@@ -81,7 +81,7 @@ def get_spec(name: str) -> TemplateSpec:
         ) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name: str) -> str:
     """The Jinja source, exactly as the model's tokenizer_config.json carries it."""
     get_spec(name)

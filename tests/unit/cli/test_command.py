@@ -18,8 +18,9 @@ MEDFT = Path(sys.executable).parent / "medft"
 def _medft(*args, cwd=None, env=None):
     if not MEDFT.is_file():
         pytest.fail(f"{MEDFT} is missing: install the package with pip install -e .")
-    return subprocess.run([str(MEDFT), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [str(MEDFT), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
 
 
 def test_every_command_is_a_module_with_a_main_guard():

@@ -15,8 +15,9 @@ from conftest import REPO, compose_config
 
 
 def _labels(*args):
-    return subprocess.run([sys.executable, "-m", "medft.labels", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "medft.labels", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_default_composition_shows_marked_assistant_turns():
@@ -39,7 +40,9 @@ def test_other_split_and_template():
 def test_bad_split_is_one_line():
     out = _labels("split=dev")
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["medft: error: split=dev does not exist; choose one of: train, validation, test"]
+    assert out.stderr.strip().splitlines() == [
+        "medft: error: split=dev does not exist; choose one of: train, validation, test"
+    ]
 
 
 def test_colour_mode_marks_the_same_tokens(tiny_tokenizer):
@@ -51,8 +54,12 @@ def test_colour_mode_marks_the_same_tokens(tiny_tokenizer):
 
 def test_output_piped_into_a_short_reader_ends_quietly():
     """`python -m medft.labels | head -3` must not end in a BrokenPipeError traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "medft.labels", "n=20", "plain=true"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medft.labels", "n=20", "plain=true"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.readline()
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
@@ -69,8 +76,8 @@ def _show(*argv) -> str:
 def _solar_first_row(solar_dir):
     """The first training row of data=sample and its example, as the trainer builds them for SOLAR."""
     from medft.data import load_datasets
-    from medft.text.labels import build_example
     from medft.modeling.models import load_tokenizer
+    from medft.text.labels import build_example
     from medft.text.templates import get_spec
 
     cfg = compose_config(["model=solar", f"model.path={solar_dir}", "data=sample"])
@@ -97,6 +104,6 @@ def test_ids_view_shows_every_token_id_with_the_supervised_ones_marked(solar_dir
     assert [int(t.split(":", 1)[0]) for t in tokens] == example["input_ids"]
     assert tokens[0] == "1:<s>" and "13:<0x0A>" in tokens
     marked = re.findall(r"«(.*?)»", line)
-    supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    supervised = [t for t, label in zip(example["input_ids"], example["labels"], strict=False) if label != -100]
     assert [int(t.split(":", 1)[0]) for m in marked for t in m.split(" ")] == supervised
     assert marked[-1].endswith(" 2:</s>")

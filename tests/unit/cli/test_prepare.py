@@ -13,8 +13,14 @@ from conftest import REPO
 
 def _prepare(tmp_path, run: str, *args):
     env = {**os.environ, "MEDFT_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-m", "medft.prepare", *args, f"hydra.run.dir={tmp_path / run}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "medft.prepare", *args, f"hydra.run.dir={tmp_path / run}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out, json.loads((tmp_path / run / "data_report.json").read_text(encoding="utf-8"))
 
@@ -33,7 +39,7 @@ def test_prepare_prints_a_summary_and_the_second_run_reuses_the_cache(tmp_path):
     assert "cache reused" in second_out.stdout
     # Reused, not rebuilt: the cached files were not written again (speed is measured by benchmarks).
     cached = [p for p in Path(second["cache"]["path"]).rglob("*") if p.is_file()]
-    assert cached and all(p.stat().st_mtime <= written for p, written in zip(cached, mtimes))
+    assert cached and all(p.stat().st_mtime <= written for p, written in zip(cached, mtimes, strict=False))
     assert second["splits"] == first["splits"] and second["fingerprint"] == first["fingerprint"]
 
 
@@ -43,8 +49,10 @@ def test_a_changed_config_or_input_gets_a_new_cache_entry(tmp_path):
     assert other_seed["cache"]["hit"] is False and other_seed["cache"]["key"] != base["cache"]["key"]
     folder = tmp_path / "hira"
     folder.mkdir()
-    rows = [json.dumps({"instruction": f"질문 {i}", "input": "", "output": f"답 {i}", "metadata": {}}, ensure_ascii=False)
-            for i in range(20)]  # fmt: skip
+    rows = [
+        json.dumps({"instruction": f"질문 {i}", "input": "", "output": f"답 {i}", "metadata": {}}, ensure_ascii=False)
+        for i in range(20)
+    ]
     (folder / "train.jsonl").write_text("\n".join(rows), encoding="utf-8")
     _, one = _prepare(tmp_path, "c", "data=hira", f"data.sources.hira.path={folder}")
     (folder / "train.jsonl").write_text("\n".join(rows[:-1]), encoding="utf-8")

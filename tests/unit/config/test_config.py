@@ -16,8 +16,11 @@ from conftest import REPO, compose_config
 
 # conf/accelerate/ holds `accelerate launch` files and conf/hydra/ Hydra's own groups;
 # both are checked in their own tests.
-GROUP_FILES = sorted(p for p in CONF_DIR.rglob("*.yaml") if p.parent != CONF_DIR
-                     and p.relative_to(CONF_DIR).parts[0] not in ("accelerate", "hydra"))  # fmt: skip
+GROUP_FILES = sorted(
+    p
+    for p in CONF_DIR.rglob("*.yaml")
+    if p.parent != CONF_DIR and p.relative_to(CONF_DIR).parts[0] not in ("accelerate", "hydra")
+)
 
 
 def test_tree_has_every_required_option():
@@ -26,8 +29,11 @@ def test_tree_has_every_required_option():
     assert set(group_options("method")) >= {"qlora", "lora", "freeze", "full"}
     assert set(group_options("logger")) >= {"wandb", "none"}
     assert set(group_options("experiment")) >= {
-        "hai_exaone_qlora", "pubmedqa_exaone_2.4b_freeze", "pubmedqa_llama_lora", "hira_solar_lora",
-    }  # fmt: skip
+        "hai_exaone_qlora",
+        "pubmedqa_exaone_2.4b_freeze",
+        "pubmedqa_llama_lora",
+        "hira_solar_lora",
+    }
 
 
 @pytest.mark.parametrize("path", GROUP_FILES, ids=lambda p: str(p.relative_to(CONF_DIR)))
@@ -74,27 +80,74 @@ def test_trust_remote_code_takes_only_auto_true_false():
 @pytest.mark.parametrize(
     "name, checks",
     [
-        ("hai_exaone_qlora", {"model.name": "exaone", "data.name": "aihub", "method.name": "qlora",
-                              "method.lora.target": "attention", "method.quantization.quant_type": "nf4",
-                              "method.quantization.double_quant": True, "train.per_device_batch_size": 2,
-                              "train.gradient_accumulation_steps": 4, "train.epochs": 3}),
-        ("pubmedqa_exaone_2.4b_freeze", {"model.name": "exaone_2.4b", "data.name": "pubmedqa_ko",
-                                         "method.name": "freeze", "method.trainable_layers": 4,
-                                         "method.train_lm_head": True, "train.learning_rate": 1e-5,
-                                         "train.warmup_ratio": 0.1, "train.per_device_batch_size": 1,
-                                         "train.bf16": True, "train.max_grad_norm": 1.0, "train.epochs": 3,
-                                         "train.optim": "adamw_torch", "train.lr_scheduler": "linear"}),
-        ("pubmedqa_llama_lora", {"model.name": "llama", "data.name": "pubmedqa_ko", "method.name": "qlora",
-                                 "method.lora.r": 16, "method.lora.alpha": 16, "method.lora.dropout": 0.0,
-                                 "method.lora.target": "all", "train.learning_rate": 2e-4,
-                                 "train.per_device_batch_size": 3, "train.gradient_accumulation_steps": 4,
-                                 "train.warmup_steps": 5, "train.max_steps": 60, "train.eval_steps": 10,
-                                 "train.max_length": 512}),
-        ("hira_solar_lora", {"model.name": "solar", "data.name": "hira", "method.name": "lora",
-                             "method.lora.r": 16, "method.lora.alpha": 32, "method.lora.dropout": 0.05,
-                             "train.per_device_batch_size": 2, "train.gradient_accumulation_steps": 4,
-                             "train.learning_rate": 2e-4, "train.epochs": 10, "train.max_length": 512,
-                             "train.load_best_model_at_end": True}),
+        (
+            "hai_exaone_qlora",
+            {
+                "model.name": "exaone",
+                "data.name": "aihub",
+                "method.name": "qlora",
+                "method.lora.target": "attention",
+                "method.quantization.quant_type": "nf4",
+                "method.quantization.double_quant": True,
+                "train.per_device_batch_size": 2,
+                "train.gradient_accumulation_steps": 4,
+                "train.epochs": 3,
+            },
+        ),
+        (
+            "pubmedqa_exaone_2.4b_freeze",
+            {
+                "model.name": "exaone_2.4b",
+                "data.name": "pubmedqa_ko",
+                "method.name": "freeze",
+                "method.trainable_layers": 4,
+                "method.train_lm_head": True,
+                "train.learning_rate": 1e-5,
+                "train.warmup_ratio": 0.1,
+                "train.per_device_batch_size": 1,
+                "train.bf16": True,
+                "train.max_grad_norm": 1.0,
+                "train.epochs": 3,
+                "train.optim": "adamw_torch",
+                "train.lr_scheduler": "linear",
+            },
+        ),
+        (
+            "pubmedqa_llama_lora",
+            {
+                "model.name": "llama",
+                "data.name": "pubmedqa_ko",
+                "method.name": "qlora",
+                "method.lora.r": 16,
+                "method.lora.alpha": 16,
+                "method.lora.dropout": 0.0,
+                "method.lora.target": "all",
+                "train.learning_rate": 2e-4,
+                "train.per_device_batch_size": 3,
+                "train.gradient_accumulation_steps": 4,
+                "train.warmup_steps": 5,
+                "train.max_steps": 60,
+                "train.eval_steps": 10,
+                "train.max_length": 512,
+            },
+        ),
+        (
+            "hira_solar_lora",
+            {
+                "model.name": "solar",
+                "data.name": "hira",
+                "method.name": "lora",
+                "method.lora.r": 16,
+                "method.lora.alpha": 32,
+                "method.lora.dropout": 0.05,
+                "train.per_device_batch_size": 2,
+                "train.gradient_accumulation_steps": 4,
+                "train.learning_rate": 2e-4,
+                "train.epochs": 10,
+                "train.max_length": 512,
+                "train.load_best_model_at_end": True,
+            },
+        ),
     ],
 )
 def test_experiment_presets_pin_their_recipe(name, checks):
@@ -123,7 +176,10 @@ def test_schema_rejects_unknown_key_and_wrong_type():
         (["model=exaone3"], "model=exaone3 is not a model config; did you mean model=exaone? choose one of: exaone,"),
         (["method=lora,qlora,dpo"], "method=dpo is not a method config"),
         (["data=[aihub,pubmed]"], "data=pubmed is not a data config"),
-        (["train.learning_rat=1e-4"], "train.learning_rat is not a setting of train; did you mean train.learning_rate?"),
+        (
+            ["train.learning_rat=1e-4"],
+            "train.learning_rat is not a setting of train; did you mean train.learning_rate?",
+        ),
         (["method.lora.rank=8"], "method.lora.rank is not a setting of method.lora; valid keys: r, alpha,"),
         (["train.epochs=three"], "train.epochs=three: Value 'three' of type 'str' could not be converted to Float"),
         (["method.lora.target=everything"], "expected one of [all, attention, mlp]"),
@@ -139,9 +195,22 @@ def test_override_check_names_key_and_fix(argv, fragment):
 
 
 def test_override_check_accepts_valid_overrides():
-    check_overrides(["model=exaone_2.4b", "method=lora,freeze", "data=[aihub,hira]", "method.lora.r=8,16",
-                     "train.learning_rate=1e-4", "model.path=null", "method.quantization.compute_dtype=float16",
-                     "data.sources.aihub.path=/x", "+extra=1", "hydra.run.dir=/tmp/x", "-m", "experiment=null"])
+    check_overrides(
+        [
+            "model=exaone_2.4b",
+            "method=lora,freeze",
+            "data=[aihub,hira]",
+            "method.lora.r=8,16",
+            "train.learning_rate=1e-4",
+            "model.path=null",
+            "method.quantization.compute_dtype=float16",
+            "data.sources.aihub.path=/x",
+            "+extra=1",
+            "hydra.run.dir=/tmp/x",
+            "-m",
+            "experiment=null",
+        ]
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from medft.data.sources import aihub
-from medft.data.sources.aihub.files import _central_directory, _zipfile_members, list_zip, scan
 from medft.data.records import make_record, validate_record
 from medft.data.report import SourceReport
+from medft.data.sources import aihub
+from medft.data.sources.aihub.files import _central_directory, _zipfile_members, list_zip, scan
 from medft.runtime.errors import DataError
 
 G1 = ("순환기질환", "고혈압", "식이, 생활")
@@ -64,10 +64,22 @@ def put(base: Path, marker: str, group: tuple, name: str, content, *, bom: bool 
 
 def good_group(base: Path, group: tuple, n_q: int, n_a: int, prefix: str = "0") -> None:
     for i in range(n_q):
-        put(base, "1.질문", group, f"HC-Q-{prefix}{i:06d}.json", q_obj(f"HC-Q-{prefix}{i:06d}", f"{group[1]} 질문 {prefix}{i}?", group))
+        put(
+            base,
+            "1.질문",
+            group,
+            f"HC-Q-{prefix}{i:06d}.json",
+            q_obj(f"HC-Q-{prefix}{i:06d}", f"{group[1]} 질문 {prefix}{i}?", group),
+        )
     for i in range(n_a):
         name = f"HC-A-{prefix}{i:07d}"
-        put(base, "2.답변", group, f"{name}.json", a_obj(name, f"{group[1]} 답변 {prefix}{i}.", group, intro="안녕하세요."))
+        put(
+            base,
+            "2.답변",
+            group,
+            f"{name}.json",
+            a_obj(name, f"{group[1]} 답변 {prefix}{i}.", group, intro="안녕하세요."),
+        )
 
 
 def messy_tree(root: Path) -> Path:
@@ -85,7 +97,9 @@ def messy_tree(root: Path) -> Path:
     put(tl, "1.질문", G2, "HC-Q-1000002.json", q_obj("HC-Q-1000002", "결핵약 부작용은요?", G2))
     cp949 = json.dumps(q_obj("HC-Q-1000003", "결핵약을 빼먹었어요.", G2), ensure_ascii=False).encode("cp949")
     put(tl, "1.질문", G2, "HC-Q-1000003.json", cp949)  # read_as_cp949
-    put(tl, "1.질문", G2, "HC-Q-1000004.json", b'{"fileName": "HC-Q-1000004", "question": "\xea\xb2\xb0\xed')  # truncated
+    put(
+        tl, "1.질문", G2, "HC-Q-1000004.json", b'{"fileName": "HC-Q-1000004", "question": "\xea\xb2\xb0\xed'
+    )  # truncated
     put(tl, "1.질문", G2, "HC-Q-1000005.json", b"[1, 2]")  # wrong_type
     put(tl, "1.질문", G2, "HC-Q-1000006.json", q_obj("HC-Q-1000006", 5, G2))  # wrong_type
     missing = q_obj("HC-Q-1000007", "", G2)
@@ -177,8 +191,9 @@ def load(path: Path, **kwargs):
 def pairs_of(out: dict) -> dict[str, list[tuple]]:
     """What pairing made, without the file paths (which name the folder or the zip)."""
     return {
-        split: sorted((r["id"], r["messages"][0]["content"], r["messages"][1]["content"], r["meta"]["department"])
-                      for r in rows)  # fmt: skip
+        split: sorted(
+            (r["id"], r["messages"][0]["content"], r["messages"][1]["content"], r["meta"]["department"]) for r in rows
+        )
         for split, rows in out.items()
     }
 
@@ -354,7 +369,11 @@ def test_folder_and_zip_give_the_same_pairs(tmp_path):
         from_zip, zip_report = load(zipped, pairing=pairing)
         assert pairs_of(from_folder) == pairs_of(from_zip)
         assert folder_report.info["pairing"] == zip_report.info["pairing"]
-        assert dict(folder_report.skipped) == dict(zip_report.skipped) == {"question_without_answer_in_group": 5, "orphan_answer": 2}
+        assert (
+            dict(folder_report.skipped)
+            == dict(zip_report.skipped)
+            == {"question_without_answer_in_group": 5, "orphan_answer": 2}
+        )
 
 
 def test_nfd_and_unflagged_member_names_become_nfc(tmp_path):
@@ -398,7 +417,10 @@ def test_cp949_names_without_the_flag_are_listed(tmp_path):
     tree = tmp_path / "tree"
     good_group(tree, G2, 1, 1)
     listing = scan(str(zip_raw_names(tree, tmp_path / "win.zip", lambda n: n.encode("cp949"))), ("win.zip",))
-    assert [b.rel_dir for b in listing.batches] == ["win.zip/1.질문/감염성질환/결핵/약물", "win.zip/2.답변/감염성질환/결핵/약물"]
+    assert [b.rel_dir for b in listing.batches] == [
+        "win.zip/1.질문/감염성질환/결핵/약물",
+        "win.zip/2.답변/감염성질환/결핵/약물",
+    ]
     assert list_zip(str(tmp_path / "missing.zip"), "missing.zip", (), listing) == []
     assert listing.broken_zips[0][0] == "missing.zip"
 
@@ -437,7 +459,12 @@ def test_records_follow_the_contract(tmp_path):
 
 def big_tree(root: Path) -> Path:
     """Enough groups for many chunks, with bad files sprinkled in."""
-    groups = [(c, d, i) for c in ("감염성질환", "순환기질환") for d in ("결핵", "고혈압", "천식") for i in ("약물", "식이, 생활")]
+    groups = [
+        (c, d, i)
+        for c in ("감염성질환", "순환기질환")
+        for d in ("결핵", "고혈압", "천식")
+        for i in ("약물", "식이, 생활")
+    ]
     for n, group in enumerate(groups):
         good_group(root, group, 4 + n % 5, n % 3, f"{n:02d}")
         put(root, "1.질문", group, f"HC-Q-bad{n:03d}.json", b'{"question": ')

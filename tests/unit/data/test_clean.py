@@ -20,7 +20,9 @@ def _cfg(sources: dict, **overrides):
 
 def _hira(folder, rows, name="train.jsonl"):
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"instruction": q, "input": "", "output": a, "metadata": {}}, ensure_ascii=False) for q, a in rows]
+    lines = [
+        json.dumps({"instruction": q, "input": "", "output": a, "metadata": {}}, ensure_ascii=False) for q, a in rows
+    ]
     (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 
@@ -58,15 +60,16 @@ def test_personal_data_is_masked_and_counted(text, masked, kind):
 def test_cleaning_counts_every_row_it_drops(tmp_path):
     rows = [(f"질문 {i}번입니다", f"답변 {i}번입니다") for i in range(40)]
     rows += [
-        ("질문 1번입니다", "답변 1번입니다"),         # exact duplicate
-        ("질문  1번입니다!", "답변 1번입니다."),        # same after normalisation
-        ("&nbsp;", "답"),                             # empty once entities are decoded
-        ("긴 질문", "가" * 30),                        # longer than max_text_chars=20
+        ("질문 1번입니다", "답변 1번입니다"),  # exact duplicate
+        ("질문  1번입니다!", "답변 1번입니다."),  # same after normalisation
+        ("&nbsp;", "답"),  # empty once entities are decoded
+        ("긴 질문", "가" * 30),  # longer than max_text_chars=20
         ("전화는 010-9876-5432", "메일은 a@b.kr 입니다"),  # kept, masked
-    ]  # fmt: skip
+    ]
     folder = _hira(tmp_path / "h", rows)
-    splits, report = collect_records(_cfg({"h": {"kind": "hira", "path": str(folder)}}, max_text_chars=20,
-                                          max_skip_ratio=0.5), progress=False)  # fmt: skip
+    splits, report = collect_records(
+        _cfg({"h": {"kind": "hira", "path": str(folder)}}, max_text_chars=20, max_skip_ratio=0.5), progress=False
+    )
     source = report.sources["h"]
     assert dict(source.dropped) == {"duplicate": 1, "near_duplicate": 1, "empty_text": 1, "too_long_text": 1}
     assert source.read == 45 and source.kept == 41
@@ -77,16 +80,20 @@ def test_cleaning_counts_every_row_it_drops(tmp_path):
 
 def test_masking_can_be_turned_off(tmp_path):
     folder = _hira(tmp_path / "h", [(f"질문 {i}", f"답 {i}") for i in range(9)] + [("010-1111-2222", "답")])
-    splits, _ = collect_records(_cfg({"h": {"kind": "hira", "path": str(folder)}}, mask_personal_data=False),
-                                progress=False)  # fmt: skip
+    splits, _ = collect_records(
+        _cfg({"h": {"kind": "hira", "path": str(folder)}}, mask_personal_data=False), progress=False
+    )
     assert any(r["messages"][0]["content"] == "010-1111-2222" for s in splits.values() for r in s)
 
 
 def test_weighted_mixture_takes_the_largest_mix_with_those_shares(tmp_path):
     a = _hira(tmp_path / "a", [(f"가 질문 {i}", f"가 답 {i}") for i in range(100)])
     b = _hira(tmp_path / "b", [(f"나 질문 {i}", f"나 답 {i}") for i in range(30)])
-    cfg = _cfg({"a": {"kind": "hira", "path": str(a), "weight": 3}, "b": {"kind": "hira", "path": str(b), "weight": 1}},
-               validation_ratio=0.0, test_ratio=0.0)  # fmt: skip
+    cfg = _cfg(
+        {"a": {"kind": "hira", "path": str(a), "weight": 3}, "b": {"kind": "hira", "path": str(b), "weight": 1}},
+        validation_ratio=0.0,
+        test_ratio=0.0,
+    )
     splits, report = collect_records(cfg, progress=False)
     train = Counter(r["meta"]["source"] for r in splits["train"])
     b_rows = report.mixture["b"]["available"]

@@ -55,7 +55,9 @@ def question(root: Path, group: tuple[str, str, str], name: str, text: str, *, b
     )
 
 
-def answer(root: Path, group: tuple[str, str, str], name: str, body: str, *, intro: str = "", bom: bool = False) -> Path:
+def answer(
+    root: Path, group: tuple[str, str, str], name: str, body: str, *, intro: str = "", bom: bool = False
+) -> Path:
     category, disease, intention = group
     return write_json(
         root / "2.답변" / category / disease / intention / f"{name}.json",
@@ -215,7 +217,11 @@ def test_aihub_pairs_never_cross_groups_or_splits():
         a = Path(record["meta"]["answer_file"])
         assert q.parts[0] == a.parts[0]  # TL with TL, VL with VL
         assert q.parent.parts[-3:] == a.parent.parts[-3:]  # same category/disease/intention
-        assert q.parent.parts[-3:] == (record["meta"]["category"], record["meta"]["disease"], record["meta"]["intention"])
+        assert q.parent.parts[-3:] == (
+            record["meta"]["category"],
+            record["meta"]["disease"],
+            record["meta"]["intention"],
+        )
 
 
 def test_aihub_reads_bom_files_and_joins_answer_parts(tmp_path):
@@ -363,7 +369,12 @@ def test_pubmedqa_sample_meta_has_pmid_and_year(sample):
 
 # --------------------------------------------------------------------------- HIRA
 def hira_line(i: int, **extra) -> str:
-    row = {"instruction": f"본인부담 질문 {i}", "input": "", "output": f"답변 {i}", "metadata": {"category": "본인부담"}}
+    row = {
+        "instruction": f"본인부담 질문 {i}",
+        "input": "",
+        "output": f"답변 {i}",
+        "metadata": {"category": "본인부담"},
+    }
     row.update(extra)
     return json.dumps(row, ensure_ascii=False)
 
@@ -428,8 +439,16 @@ def test_splits_are_deterministic_per_seed():
 
 def _leaky_hira(tmp_path):
     train = [hira_line(i) for i in range(10)]
-    train.append(json.dumps({"instruction": "본인부담상한제란?", "input": "", "output": "훈련 답", "metadata": {}}, ensure_ascii=False))
-    test = [json.dumps({"instruction": "본인부담 상한제란 ", "input": "", "output": "평가 답", "metadata": {}}, ensure_ascii=False)]
+    train.append(
+        json.dumps(
+            {"instruction": "본인부담상한제란?", "input": "", "output": "훈련 답", "metadata": {}}, ensure_ascii=False
+        )
+    )
+    test = [
+        json.dumps(
+            {"instruction": "본인부담 상한제란 ", "input": "", "output": "평가 답", "metadata": {}}, ensure_ascii=False
+        )
+    ]
     test.append(hira_line(100))
     (tmp_path / "train.jsonl").write_text("\n".join(train), encoding="utf-8")
     (tmp_path / "test.jsonl").write_text("\n".join(test), encoding="utf-8")
@@ -438,7 +457,9 @@ def _leaky_hira(tmp_path):
 
 def test_leaked_question_fails_the_run_unless_allowed(tmp_path):
     _leaky_hira(tmp_path)
-    with pytest.raises(DataError, match=r"^1 questions appear in more than one split \(e\.g\. hira/train/11.*data\.allow_leakage=true"):
+    with pytest.raises(
+        DataError, match=r"^1 questions appear in more than one split \(e\.g\. hira/train/11.*data\.allow_leakage=true"
+    ):
         collect_records(data_cfg({"hira": {"kind": "hira", "path": str(tmp_path)}}), progress=False)
 
 
@@ -463,12 +484,15 @@ def test_tiny_source_still_fills_every_split(tmp_path):
 def test_max_records_and_system_prompt(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n".join(hira_line(i) for i in range(40)), encoding="utf-8")
     cfg = data_cfg(
-        {"hira": {"kind": "hira", "path": str(tmp_path), "max_records": 5}}, system_prompt="당신은 건강보험 상담원입니다."
+        {"hira": {"kind": "hira", "path": str(tmp_path), "max_records": 5}},
+        system_prompt="당신은 건강보험 상담원입니다.",
     )
     splits, report = collect_records(cfg, progress=False)
     assert len(splits["train"]) == 5
     assert report.sources["hira"].info["max_records"] == {"limit": 5, "dropped_from_train": 27}
-    assert all(r["messages"][0] == {"role": "system", "content": "당신은 건강보험 상담원입니다."} for r in all_records(splits))
+    assert all(
+        r["messages"][0] == {"role": "system", "content": "당신은 건강보험 상담원입니다."} for r in all_records(splits)
+    )
 
 
 def test_aihub_archive_unzipped_twice_is_ignored_not_skipped(tmp_path):

@@ -1,4 +1,5 @@
-"""Data users can trust: group-aware splits, a report that adds up, the contamination check, cache keys that see code."""
+"""Data users can trust: group-aware splits, a report that adds up, the contamination check,
+and cache keys that see code."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, compose_config
 from test_data import all_records, answer, data_cfg, hira_line, question, write_json, yaml_cfg
 
 from medft.config import SAMPLES_DIR
@@ -19,6 +18,8 @@ from medft.data import collect_records
 from medft.data.report import SourceReport, summary_table
 from medft.data.splits import SPLITS
 from medft.runtime.errors import DataError
+
+from conftest import REPO, compose_config
 
 INTENTIONS = ("원인", "증상", "진단", "치료", "약물", "예방", "운동", "식이, 생활")
 DISEASES = (("순환기질환", "고혈압"), ("호흡기질환", "천식"), ("소화기질환", "위염"))
@@ -79,7 +80,9 @@ def test_carved_splits_stay_seeded_and_stratified_by_category(tmp_path):
     root = folder_tree(tmp_path / "aihub")
 
     def carved(seed):
-        cfg = data_cfg({"aihub": {"kind": "aihub", "path": str(root)}}, seed=seed, validation_ratio=0.34, test_ratio=0.34)
+        cfg = data_cfg(
+            {"aihub": {"kind": "aihub", "path": str(root)}}, seed=seed, validation_ratio=0.34, test_ratio=0.34
+        )
         return collect_records(cfg, progress=False)[0]
 
     ids = {seed: {s: sorted(r["id"] for r in carved(seed)[s]) for s in SPLITS} for seed in (1, 2)}
@@ -105,12 +108,15 @@ def _official_tree(root: Path, shared: str) -> Path:
 
 
 def test_an_official_validation_answer_equal_to_a_training_answer_is_leakage(tmp_path):
-    root = _official_tree(tmp_path / "71762", "고혈압  원인에 대한 답변 0입니다!")  # a TL answer, spaced and punctuated apart
+    root = _official_tree(
+        tmp_path / "71762", "고혈압  원인에 대한 답변 0입니다!"
+    )  # a TL answer, spaced and punctuated apart
     leak = r"^1 answers appear in more than one split \(e\.g\. aihub/TL/.*data\.allow_leakage=true"
     with pytest.raises(DataError, match=leak):
         collect_records(data_cfg({"aihub": {"kind": "aihub", "path": str(root)}}), progress=False)
-    splits, report = collect_records(data_cfg({"aihub": {"kind": "aihub", "path": str(root)}}, allow_leakage=True),
-                                     progress=False)  # fmt: skip
+    splits, report = collect_records(
+        data_cfg({"aihub": {"kind": "aihub", "path": str(root)}}, allow_leakage=True), progress=False
+    )
     assert len(splits["validation"]) == 2 and held_out_answers_seen_in_training(splits) == []
     assert report.leakage["by_rule"]["answer"]["dropped"] == {"train": 2}
     source = report.sources["aihub"]
@@ -123,9 +129,13 @@ def test_an_answer_shared_across_sources_is_leakage(tmp_path):
         lines = [hira_line(i, instruction=f"{name} 질문 {i}", output=f"{name} 답변 {i}") for i in range(10)]
         (tmp_path / name).mkdir()
         (tmp_path / name / "train.jsonl").write_text("\n".join(lines), encoding="utf-8")
-    (tmp_path / "b" / "test.jsonl").write_text(hira_line(99, instruction="다른 질문", output="a 답변 3"), encoding="utf-8")
+    (tmp_path / "b" / "test.jsonl").write_text(
+        hira_line(99, instruction="다른 질문", output="a 답변 3"), encoding="utf-8"
+    )
     sources = {n: {"kind": "hira", "path": str(tmp_path / n)} for n in ("a", "b")}
-    with pytest.raises(DataError, match=r"^1 answers appear in more than one split \(e\.g\. a/train/4 \(train -> kept in test\)\)"):
+    with pytest.raises(
+        DataError, match=r"^1 answers appear in more than one split \(e\.g\. a/train/4 \(train -> kept in test\)\)"
+    ):
         collect_records(data_cfg(sources), progress=False)
 
 
@@ -158,16 +168,22 @@ def messy_tree(root: Path) -> Path:
 
 def test_both_ledgers_add_up_with_every_skip_kind(tmp_path):
     root = messy_tree(tmp_path / "aihub")
-    cfg = data_cfg({"aihub": {"kind": "aihub", "path": str(root), "max_records": 4}}, max_text_chars=60,
-                   max_skip_ratio=1.0)  # fmt: skip
+    cfg = data_cfg(
+        {"aihub": {"kind": "aihub", "path": str(root), "max_records": 4}}, max_text_chars=60, max_skip_ratio=1.0
+    )
     splits, report = collect_records(cfg, progress=False)
     s = report.to_dict()["sources"]["aihub"]
     assert s["unit"] == "files"
     assert set(s["skipped"]) == {
-        "question_invalid_json", "question_missing_field", "question_wrong_type", "question_duplicate_file_name",
-        "empty_answer", "question_without_answer_in_group", "orphan_answer",
+        "question_invalid_json",
+        "question_missing_field",
+        "question_wrong_type",
+        "question_duplicate_file_name",
+        "empty_answer",
+        "question_without_answer_in_group",
+        "orphan_answer",
         "question_outside_category_disease_intention",
-    }  # fmt: skip
+    }
     unused = ["2.답변/순환기질환/고혈압/원인/HC-A-10000002.json"]
     assert s["left_unused"]["answer_not_chosen_by_pairing"] == {"count": 1, "examples": unused}
     assert s["read"] == 25 and s["read"] == s["used"] + s["skipped_total"] + s["left_unused_total"]
@@ -187,8 +203,9 @@ def test_hira_ledgers_add_up(tmp_path):
     lines[5] = hira_line(5, metadata="not an object")
     lines[6] = hira_line(0)  # a duplicate row
     (tmp_path / "train.jsonl").write_text("\n".join(lines), encoding="utf-8")
-    _, report = collect_records(data_cfg({"hira": {"kind": "hira", "path": str(tmp_path)}}, max_skip_ratio=0.5),
-                                progress=False)  # fmt: skip
+    _, report = collect_records(
+        data_cfg({"hira": {"kind": "hira", "path": str(tmp_path)}}, max_skip_ratio=0.5), progress=False
+    )
     s = report.to_dict()["sources"]["hira"]
     assert (s["unit"], s["read"], s["used"], s["skipped_total"], s["left_unused_total"]) == ("lines", 20, 16, 4, 0)
     assert (s["formed"], s["kept"], s["dropped"]["duplicate"]["count"]) == (16, 15, 1)
@@ -220,13 +237,21 @@ def planted_hira(folder: Path) -> Path:
 
 
 def _contamination_cfg(folder: Path, *extra: str):
-    return compose_config(["data=hira", f"data.sources.hira.path={folder}", "data.contamination_benchmarks=[kormedmcqa]",
-                           "eval=kormedmcqa", f"eval.path={KORMEDMCQA}", *extra])  # fmt: skip
+    return compose_config(
+        [
+            "data=hira",
+            f"data.sources.hira.path={folder}",
+            "data.contamination_benchmarks=[kormedmcqa]",
+            "eval=kormedmcqa",
+            f"eval.path={KORMEDMCQA}",
+            *extra,
+        ]
+    )
 
 
 def test_a_planted_benchmark_question_fails_the_run(tmp_path):
-    from medft.evals.contamination import check_contamination
     from medft.data.cache import prepare_data
+    from medft.evals.contamination import check_contamination
 
     cfg = _contamination_cfg(planted_hira(tmp_path / "hira"), f"data.cache_dir={tmp_path / 'cache'}")
     datasets, report = prepare_data(cfg.data, progress=False)
@@ -237,7 +262,9 @@ def test_a_planted_benchmark_question_fails_the_run(tmp_path):
     assert "data.allow_contamination=true" in message
     found = err.value.report["contamination"]["benchmarks"]["kormedmcqa"]
     assert found["found"] == 1 and found["examples"][0]["item"].startswith("doctor/")
-    allowed = _contamination_cfg(tmp_path / "hira", f"data.cache_dir={tmp_path / 'cache'}", "data.allow_contamination=true")
+    allowed = _contamination_cfg(
+        tmp_path / "hira", f"data.cache_dir={tmp_path / 'cache'}", "data.allow_contamination=true"
+    )
     datasets, report = prepare_data(allowed.data, progress=False)
     assert report["cache"]["hit"]  # the check's settings are not part of the cache key
     assert check_contamination(allowed, datasets, report)["benchmarks"]["kormedmcqa"]["found"] == 1
@@ -245,8 +272,8 @@ def test_a_planted_benchmark_question_fails_the_run(tmp_path):
 
 
 def test_a_question_followed_by_its_options_is_found_and_a_short_stem_is_not():
-    from medft.evals.contamination import Index
     from medft.data.records import normalise_question as n
+    from medft.evals.contamination import Index
 
     index = Index()
     index.add("long", [("question", "신기능이 떨어진 제2형 당뇨병 성인 환자에게 금기인 약물은?")])
@@ -262,8 +289,15 @@ def test_own_pubmedqa_items_are_reported_not_failed(tmp_path):
     from medft.evals.contamination import check_contamination
 
     eval_copy = SAMPLES_DIR / "eval" / "pubmedqa_ko.json"
-    cfg = compose_config(["data=pubmedqa_ko", f"data.sources.pubmedqa_ko.path={eval_copy}", "eval=pubmedqa_ko",
-                          f"eval.path={eval_copy}", "train.eval_benchmarks=[pubmedqa_ko,heldout]"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "data=pubmedqa_ko",
+            f"data.sources.pubmedqa_ko.path={eval_copy}",
+            "eval=pubmedqa_ko",
+            f"eval.path={eval_copy}",
+            "train.eval_benchmarks=[pubmedqa_ko,heldout]",
+        ]
+    )
     splits, report = collect_records(cfg.data, progress=False)
     block = check_contamination(cfg, splits, {})
     result = block["benchmarks"]["pubmedqa_ko"]
@@ -280,8 +314,13 @@ def test_a_benchmark_that_cannot_be_read_is_reported_as_not_checked(tmp_path, mo
         raise ConnectionError("no route to host")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    cfg = compose_config(["data=hira", f"data.sources.hira.path={planted_hira(tmp_path / 'hira')}",
-                          "data.contamination_benchmarks=[kormedmcqa]"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "data=hira",
+            f"data.sources.hira.path={planted_hira(tmp_path / 'hira')}",
+            "data.contamination_benchmarks=[kormedmcqa]",
+        ]
+    )
     splits, _ = collect_records(cfg.data, progress=False)
     block = check_contamination(cfg, splits, {})
     assert "sean0042/KorMedMCQA" in block["benchmarks"]["kormedmcqa"]["error"]
@@ -292,9 +331,24 @@ def test_prepare_fails_on_contamination_in_one_line_and_writes_the_report(tmp_pa
     folder = planted_hira(tmp_path / "hira")
     env = {**os.environ, "MEDFT_CACHE": str(tmp_path / "cache")}
     run = tmp_path / "run"
-    out = subprocess.run([sys.executable, "-m", "medft.prepare", "data=hira", f"data.sources.hira.path={folder}",
-                          "data.contamination_benchmarks=[kormedmcqa]", "eval=kormedmcqa", f"eval.path={KORMEDMCQA}",
-                          f"hydra.run.dir={run}"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medft.prepare",
+            "data=hira",
+            f"data.sources.hira.path={folder}",
+            "data.contamination_benchmarks=[kormedmcqa]",
+            "eval=kormedmcqa",
+            f"eval.path={KORMEDMCQA}",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("medft: error:")]
     assert len(errors) == 1 and "kormedmcqa questions are in the training data" in errors[0], out.stderr[-2000:]

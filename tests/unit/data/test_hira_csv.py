@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from medft.config import SAMPLES_DIR
-from medft.data.sources import hira, hira_csv
 from medft.data.report import SourceReport
+from medft.data.sources import hira, hira_csv
 from medft.data.splits import SPLITS, carve
 from medft.runtime.errors import DataError
 
@@ -364,7 +364,7 @@ def test_shipped_config_composes_and_loads_into_three_splits_with_table_numbers(
     for path in SAMPLE.glob("*.csv"):
         text, _ = hira_csv.decode(path.read_bytes())
         rows = list(csv.reader(io.StringIO(text, newline="")))
-        cells[path.name] = [dict(zip([h.strip() for h in rows[0]], row)) for row in rows[1:]]
+        cells[path.name] = [dict(zip([h.strip() for h in rows[0]], row, strict=False)) for row in rows[1:]]
     columns = {"요양급여비용총액": "요양급여비용총액(선별포함)", "보험자부담금": "보험자부담금(선별포함)"}
     checked = derived = 0
     for split in SPLITS:
@@ -389,7 +389,8 @@ def test_shipped_config_composes_and_loads_into_three_splits_with_table_numbers(
 
 def test_hira_csv_module_is_light():
     code = (
-        "import sys, medft.data.sources.hira_csv; bad = {'datasets', 'torch', 'transformers', 'yaml'} & set(sys.modules); "
+        "import sys, medft.data.sources.hira_csv; bad = {'datasets', 'torch', 'transformers', 'yaml'} & "
+        "set(sys.modules); "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -400,17 +401,30 @@ def test_prepare_converts_a_folder_to_jsonl(tmp_path, templates):
     write(tmp_path / "tables" / "상병_2023.csv", table_text(), "cp949")
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "medft.prepare", "data=hira_csv", f"data.sources.hira_csv.path={tmp_path / 'tables'}",
-         f"data.sources.hira_csv.templates={templates}", f"data.cache_dir={tmp_path / 'cache'}",
-         "data.max_skip_ratio=0.5", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "medft.prepare",
+            "data=hira_csv",
+            f"data.sources.hira_csv.path={tmp_path / 'tables'}",
+            f"data.sources.hira_csv.templates={templates}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.max_skip_ratio=0.5",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_DATASETS_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((run_dir / "data_report.json").read_text(encoding="utf-8"))
     assert report["sources"]["hira_csv"]["skipped"]["missing_value"]["count"] == 4
     out = run_dir / "hira_jsonl" / "hira_csv"
-    lines = [json.loads(line) for name in ("train.jsonl", "val.jsonl", "test.jsonl")
-             for line in (out / name).open(encoding="utf-8")]  # fmt: skip
+    lines = [
+        json.loads(line)
+        for name in ("train.jsonl", "val.jsonl", "test.jsonl")
+        for line in (out / name).open(encoding="utf-8")
+    ]
     assert lines and all(set(line) == {"instruction", "input", "output", "metadata"} for line in lines)
     assert all(line["input"] == "" for line in lines)
     assert f"data.sources.hira.path={out}" in result.stdout
@@ -426,6 +440,8 @@ def test_phrasings_of_one_table_cell_share_a_split():
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose("train", overrides=["data=hira_csv"])
     splits, _ = collect_records(cfg.data, progress=False)
-    facts = {s: {(r["meta"]["file"], r["meta"]["row"], r["meta"]["measure"]) for r in rows} for s, rows in splits.items()}
+    facts = {
+        s: {(r["meta"]["file"], r["meta"]["row"], r["meta"]["measure"]) for r in rows} for s, rows in splits.items()
+    }
     assert facts["test"] and facts["validation"]
     assert not (facts["train"] & facts["test"]) and not (facts["train"] & facts["validation"])

@@ -24,20 +24,39 @@ COMMON_KEYS = {"benchmark", "kind", "created", "seconds", "model", "settings", "
 METRICS = {
     "kormedmcqa": {"exact_match", "no_answer_rate", "n", "exact_match_doctor"},
     "pubmedqa_ko": {"accuracy", "macro_f1", "rouge_l_char", "f1_char", "n", "excluded_seen"},
-    "heldout": {"loss", "perplexity", "supervised_tokens", "rouge_l_char", "f1_char", "n", "latency_s_mean",
-                "latency_s_median", "new_tokens_mean", "new_tokens_median", "tokens_per_s_mean", "tokens_per_s_median"},
-}  # fmt: skip
+    "heldout": {
+        "loss",
+        "perplexity",
+        "supervised_tokens",
+        "rouge_l_char",
+        "f1_char",
+        "n",
+        "latency_s_mean",
+        "latency_s_median",
+        "new_tokens_mean",
+        "new_tokens_median",
+        "tokens_per_s_mean",
+        "tokens_per_s_median",
+    },
+}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny LoRA run on the PubMedQA-Ko sample: two steps, no checkpoints, one validation row (seconds on CPU)."""
     run = tmp_path_factory.mktemp("evaluate") / "run"
-    cfg = compose_config([
-        "logger=none", "train.max_steps=2", "train.save_strategy=no", "train.per_device_batch_size=2",
-        "train.max_length=512", "data=pubmedqa_ko", f"data.sources.pubmedqa_ko.path={PUBMEDQA_TRAIN}",
-        "data.validation_ratio=0.0",
-    ])  # fmt: skip
+    cfg = compose_config(
+        [
+            "logger=none",
+            "train.max_steps=2",
+            "train.save_strategy=no",
+            "train.per_device_batch_size=2",
+            "train.max_length=512",
+            "data=pubmedqa_ko",
+            f"data.sources.pubmedqa_ko.path={PUBMEDQA_TRAIN}",
+            "data.validation_ratio=0.0",
+        ]
+    )
     run_training(cfg, JobInfo(run_dir=run))
     return run
 
@@ -50,8 +69,14 @@ def _evaluate(overrides: list[str], job_dir: Path):
 
 def _cli(*args, env_extra=None, cwd=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "medft.evaluate", *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=300, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "medft.evaluate", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def _check_result(path: Path, name: str) -> dict:
@@ -90,8 +115,17 @@ def test_each_benchmark_on_a_run(run_dir, tmp_path, name, extra):
 
 
 def test_cli_prints_a_table_and_writes_the_result(run_dir, tmp_path):
-    out = _cli(f"run={run_dir}", "eval=kormedmcqa", KORMEDMCQA, "eval.limit=1", "eval.subsets=[doctor,pharm]",
-               "eval.use_chat_template=false", "eval.max_new_tokens=4", "logger=none", cwd=tmp_path)  # fmt: skip
+    out = _cli(
+        f"run={run_dir}",
+        "eval=kormedmcqa",
+        KORMEDMCQA,
+        "eval.limit=1",
+        "eval.subsets=[doctor,pharm]",
+        "eval.use_chat_template=false",
+        "eval.max_new_tokens=4",
+        "logger=none",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "exact_match" in out.stdout and "doctor" in out.stdout
     assert f"medft: results {run_dir / 'eval' / 'kormedmcqa.json'}" in out.stdout
@@ -104,8 +138,9 @@ def test_cli_prints_a_table_and_writes_the_result(run_dir, tmp_path):
 
 
 def test_base_model(tmp_path):
-    result, path = _evaluate(["model=tiny", "eval=pubmedqa_ko", PUBMEDQA, "eval.limit=2", "eval.max_new_tokens=8",
-                              "logger=none"], tmp_path)  # fmt: skip
+    result, path = _evaluate(
+        ["model=tiny", "eval=pubmedqa_ko", PUBMEDQA, "eval.limit=2", "eval.max_new_tokens=8", "logger=none"], tmp_path
+    )
     assert path == tmp_path / "eval" / "pubmedqa_ko.json"
     result = _check_result(path, "pubmedqa_ko")
     assert result["model"] == {"run_dir": None, "model": "tiny", "method": None, "data": None, "is_adapter": False}
@@ -125,8 +160,13 @@ def test_pubmedqa_leaves_out_what_the_run_trained_on(run_dir):
 
 
 def test_offline_without_a_local_copy_is_one_line(run_dir, tmp_path):
-    out = _cli(f"run={run_dir}", "eval=kormedmcqa", "logger=none", cwd=tmp_path,
-               env_extra={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # fmt: skip
+    out = _cli(
+        f"run={run_dir}",
+        "eval=kormedmcqa",
+        "logger=none",
+        cwd=tmp_path,
+        env_extra={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medft: error: ") and "eval.path" in lines[0], out.stderr
@@ -188,8 +228,9 @@ def test_benchmarks_during_training(run_dir):
     from medft.runs.loading import load_trained
 
     loaded = load_trained(run_dir)
-    callback = benchmark_callback(loaded.cfg, run_dir, ["heldout", "kormedmcqa"], every=2,
-                                  overrides={"limit": 1, "max_new_tokens": 4})  # fmt: skip
+    callback = benchmark_callback(
+        loaded.cfg, run_dir, ["heldout", "kormedmcqa"], every=2, overrides={"limit": 1, "max_new_tokens": 4}
+    )
     state = SimpleNamespace(global_step=2, is_world_process_zero=True)
     callback.on_step_end(None, state, None, model=loaded.model, processing_class=loaded.tokenizer)
     result = _check_result(run_dir / "eval" / "heldout.step2.json", "heldout")
@@ -200,8 +241,19 @@ def test_benchmarks_during_training(run_dir):
 def test_quick_heldout_runs_see_every_source():
     from medft.evals.heldout import interleave_sources
 
-    rows = [{"id": f"{s}{i}", "meta": {"source": s}} for s, n in (("aihub", 3), ("hira", 1), ("pubmedqa_ko", 2)) for i in range(n)]
-    assert [r["id"] for r in interleave_sources(rows)] == ["aihub0", "hira0", "pubmedqa_ko0", "aihub1", "pubmedqa_ko1", "aihub2"]
+    rows = [
+        {"id": f"{s}{i}", "meta": {"source": s}}
+        for s, n in (("aihub", 3), ("hira", 1), ("pubmedqa_ko", 2))
+        for i in range(n)
+    ]
+    assert [r["id"] for r in interleave_sources(rows)] == [
+        "aihub0",
+        "hira0",
+        "pubmedqa_ko0",
+        "aihub1",
+        "pubmedqa_ko1",
+        "aihub2",
+    ]
 
 
 def test_end_of_training_uses_the_jobs_eval_settings(run_dir, tmp_path):
@@ -216,8 +268,13 @@ def test_end_of_training_uses_the_jobs_eval_settings(run_dir, tmp_path):
     chosen = load_benchmark("kormedmcqa")
     chosen.path, chosen.subsets = str(SAMPLES_DIR / "eval" / "kormedmcqa"), ["doctor"]
     cfg = OmegaConf.merge(loaded.cfg, {"eval": OmegaConf.to_container(chosen, enum_to_str=True)})
-    summary = run_benchmarks(LoadedModel(cfg, loaded.tokenizer, loaded.model, run_dir, True), ["kormedmcqa"], tmp_path,
-                             overrides={"limit": 1, "max_new_tokens": 4}, progress=False)  # fmt: skip
+    summary = run_benchmarks(
+        LoadedModel(cfg, loaded.tokenizer, loaded.model, run_dir, True),
+        ["kormedmcqa"],
+        tmp_path,
+        overrides={"limit": 1, "max_new_tokens": 4},
+        progress=False,
+    )
     assert summary["kormedmcqa"]["n"] == 1
     _check_result(tmp_path / "kormedmcqa.json", "kormedmcqa")
 
@@ -230,9 +287,19 @@ def test_benchmarks_run_during_and_after_training(tmp_path):
 
     from conftest import compose_config
 
-    cfg = compose_config(["logger=none", "train.max_steps=2", "train.save_strategy=no", "train.packing=false",
-                          "train.eval_benchmarks=[heldout]", "train.eval_benchmarks_every=1",
-                          "eval=heldout", "eval.limit=2", "eval.max_new_tokens=4"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "logger=none",
+            "train.max_steps=2",
+            "train.save_strategy=no",
+            "train.packing=false",
+            "train.eval_benchmarks=[heldout]",
+            "train.eval_benchmarks_every=1",
+            "eval=heldout",
+            "eval.limit=2",
+            "eval.max_new_tokens=4",
+        ]
+    )
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / "run"))
     assert "heldout" in metrics["benchmarks"] and "error" not in metrics["benchmarks"]["heldout"]
     written = sorted(p.name for p in (tmp_path / "run" / "eval").glob("*.json"))
@@ -246,5 +313,7 @@ def test_unknown_benchmark_fails_before_training(tmp_path):
     from conftest import compose_config
 
     with pytest.raises(ConfigError, match="train.eval_benchmarks: kormedmqa is not a benchmark"):
-        run_training(compose_config(["logger=none", "train.eval_benchmarks=[kormedmqa]"]), JobInfo(run_dir=tmp_path / "r"))
+        run_training(
+            compose_config(["logger=none", "train.eval_benchmarks=[kormedmqa]"]), JobInfo(run_dir=tmp_path / "r")
+        )
     assert not (tmp_path / "r" / "metrics.json").exists()

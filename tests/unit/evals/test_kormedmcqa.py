@@ -43,8 +43,13 @@ def result(tiny_tokenizer):
         return [Reply(text=answers.pop(0), new_tokens=3, seconds=0.1) for _ in texts]
 
     cfg = compose_config(["logger=none"])
-    loaded = SimpleNamespace(cfg=cfg, tokenizer=tiny_tokenizer, model=SimpleNamespace(training=False, eval=lambda: None,
-                             train=lambda mode: None), run_dir=None, is_adapter=False)  # fmt: skip
+    loaded = SimpleNamespace(
+        cfg=cfg,
+        tokenizer=tiny_tokenizer,
+        model=SimpleNamespace(training=False, eval=lambda: None, train=lambda mode: None),
+        run_dir=None,
+        is_adapter=False,
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kormedmcqa, "generate_batch", generate)
         scored = runner.score_benchmark(loaded, eval_cfg, subsets, progress=False)

@@ -88,8 +88,17 @@ def test_kormedmcqa_lenient_extraction(output, letter):
 
 
 def test_lenient_keeps_every_strict_answer():
-    outputs = ["정답은 C입니다", "(C)", "정답: c", "E", "A. 틀림 B. 틀림 정답: D", "정답을 고르면 B. 또는 A.",
-               "A와 B 중에서 B", "정답 A, 해설: B. 는 오답", "정답：Ｃ"]  # fmt: skip
+    outputs = [
+        "정답은 C입니다",
+        "(C)",
+        "정답: c",
+        "E",
+        "A. 틀림 B. 틀림 정답: D",
+        "정답을 고르면 B. 또는 A.",
+        "A와 B 중에서 B",
+        "정답 A, 해설: B. 는 오답",
+        "정답：Ｃ",
+    ]
     for output in outputs:
         assert scoring.extract_choice(output)
         assert scoring.extract_choice_lenient(output) == scoring.extract_choice(output), output

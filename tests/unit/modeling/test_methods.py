@@ -8,14 +8,18 @@ import pytest
 import torch
 
 from medft.modeling import methods
-from medft.config import MethodName
 from medft.runtime.errors import ConfigError
 from medft.training.pipeline import JobInfo, run_training
 
 from conftest import compose_config
 
-FAST = ["logger=none", "train.max_steps=16", "train.logging_steps=4", "train.save_strategy=no",
-        "train.per_device_batch_size=8"]  # fmt: skip
+FAST = [
+    "logger=none",
+    "train.max_steps=16",
+    "train.logging_steps=4",
+    "train.save_strategy=no",
+    "train.per_device_batch_size=8",
+]
 
 METHODS = {
     "lora": ["method=lora", "train.learning_rate=2e-3"],
@@ -146,19 +150,30 @@ def test_families_read_lg_remote_code_names_from_the_loaded_model():
 
     family = families.describe(ExaoneForCausalLM())
     assert family.blocks_path == "transformer.h" and family.num_blocks == 3
-    assert family.role_names == {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj", "gate": "c_fc_0",
-                                 "up": "c_fc_1", "down": "c_proj"}  # fmt: skip
+    assert family.role_names == {
+        "q": "q_proj",
+        "k": "k_proj",
+        "v": "v_proj",
+        "o": "out_proj",
+        "gate": "c_fc_0",
+        "up": "c_fc_1",
+        "down": "c_proj",
+    }
     assert family.tied_lm_head and not family.native
     assert families.lora_target_names(ExaoneForCausalLM(), "mlp", None, "x") == ["c_fc_0", "c_fc_1", "c_proj"]
 
 
-@pytest.mark.parametrize("target, expected", [("attention", ["q_proj", "k_proj", "v_proj", "o_proj"]),
-                                              ("mlp", ["gate_proj", "up_proj", "down_proj"]),
-                                              ("all", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                       "down_proj"])])  # fmt: skip
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("attention", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+        ("mlp", ["gate_proj", "up_proj", "down_proj"]),
+        ("all", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    ],
+)
 def test_lora_target_roles_resolve_on_the_native_model(tiny_source, target, expected):
-    from medft.modeling.models import load_model
     from medft.modeling import families
+    from medft.modeling.models import load_model
 
     cfg = compose_config(["method=lora", f"method.lora.target={target}"])
     model = load_model(cfg.model, cfg.method, "cpu", tiny_source)
@@ -182,8 +197,9 @@ def test_trainable_base_weights_are_float32_over_bfloat16_frozen_ones():
     cfg = compose_config(["method=freeze", "method.trainable_layers=1"])
     methods.apply_method(model, cfg.model, cfg.method)
     dtypes = {n: p.dtype for n, p in model.named_parameters()}
-    assert {n for n, d in dtypes.items() if d == torch.float32} == {n for n, p in model.named_parameters()
-                                                                    if p.requires_grad}  # fmt: skip
+    assert {n for n, d in dtypes.items() if d == torch.float32} == {
+        n for n, p in model.named_parameters() if p.requires_grad
+    }
     assert dtypes["transformer.h.0.mlp.c_proj.weight"] == torch.bfloat16
     assert dtypes["transformer.h.2.mlp.c_proj.weight"] == torch.float32 and dtypes["lm_head.weight"] == torch.float32
 

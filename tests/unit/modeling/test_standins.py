@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from standins import EXAONE_ASSUMED_IDS, EXAONE_KNOWN_IDS, LLAMA3_NAMED, build_exaone
-
 from medft.text.templates import load_template
+
+from standins import EXAONE_ASSUMED_IDS, EXAONE_KNOWN_IDS, LLAMA3_NAMED, build_exaone
 
 HANGUL = "고혈압 환자는 염분 섭취를 하루 5 g 미만으로 줄이세요.\n두통이 계속되면 진료를 받으세요."
 
@@ -51,8 +51,11 @@ def test_exaone_config_uses_lgs_field_names(exaone_any):
 def test_exaone_checkpoint_has_lgs_keys(exaone_dir, exaone_tied_dir):
     untied, tied = _keys(exaone_dir / "model.safetensors"), _keys(exaone_tied_dir / "model.safetensors")
     assert "transformer.wte.weight" in tied and "transformer.ln_f.weight" in tied
-    assert {"transformer.h.5.attn.attention.out_proj.weight", "transformer.h.0.mlp.c_fc_0.weight",
-            "transformer.h.0.ln_1.weight"} <= tied  # fmt: skip
+    assert {
+        "transformer.h.5.attn.attention.out_proj.weight",
+        "transformer.h.0.mlp.c_fc_0.weight",
+        "transformer.h.0.ln_1.weight",
+    } <= tied
     assert not any(k.startswith("model.") for k in tied)
     assert "lm_head.weight" in untied and "lm_head.weight" not in tied
     assert untied - tied == {"lm_head.weight"}
@@ -113,8 +116,9 @@ def test_solar_special_token_ids(solar_dir):
     assert len(tok("고혈압", add_special_tokens=False)["input_ids"]) == 8  # byte fallback, as the real model
 
 
-@pytest.mark.parametrize("name, expected", [("exaone_dir", []), ("llama31_dir", ["<|begin_of_text|>"]),
-                                            ("solar_dir", ["<s>"])])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, expected", [("exaone_dir", []), ("llama31_dir", ["<|begin_of_text|>"]), ("solar_dir", ["<s>"])]
+)
 def test_tokenizer_defaults_add_bos_like_the_real_ones(request, name, expected):
     tok = _tokenizer(request.getfixturevalue(name))
     plain = tok(HANGUL, add_special_tokens=False)["input_ids"]

@@ -18,14 +18,26 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def metrics_for(eval_loss, train_loss, *, accuracy=None, gpu=None, rss=1.25, step=24):
     metrics = {
-        "train_loss": train_loss, "train_loss_first": 7.9, "train_loss_mean": train_loss + 0.3,
-        "eval_loss_initial": 7.9745, "eval_loss": eval_loss,
+        "train_loss": train_loss,
+        "train_loss_first": 7.9,
+        "train_loss_mean": train_loss + 0.3,
+        "eval_loss_initial": 7.9745,
+        "eval_loss": eval_loss,
         "eval_perplexity": None if eval_loss is None else 2.718281828**eval_loss,
-        "global_step": step, "epochs": 3.0, "train_rows": 126, "validation_rows": 14,
-        "train_supervised_tokens": 20480, "runtime_s": 17.25, "train_runtime_s": 12.5,
-        "peak_memory_gb": gpu, "peak_rss_gb": rss, "artifact": "adapter",
-        "trainable_params": 4096, "total_params": 1_000_000, "trainable_percent": 0.4096,
-    }  # fmt: skip
+        "global_step": step,
+        "epochs": 3.0,
+        "train_rows": 126,
+        "validation_rows": 14,
+        "train_supervised_tokens": 20480,
+        "runtime_s": 17.25,
+        "train_runtime_s": 12.5,
+        "peak_memory_gb": gpu,
+        "peak_rss_gb": rss,
+        "artifact": "adapter",
+        "trainable_params": 4096,
+        "total_params": 1_000_000,
+        "trainable_percent": 0.4096,
+    }
     if accuracy is not None:
         metrics["benchmarks"] = {"kormedmcqa": {"accuracy": accuracy, "n": 50}}
     return metrics
@@ -62,13 +74,27 @@ def make_run(run: Path, overrides: list[str], *, metrics=None, history=None, fai
 def sweep(tmp_path) -> Path:
     """Four jobs: two finished, one failed, one killed before it wrote metrics; plus the sweep's own files."""
     root = tmp_path / "outputs" / "multirun" / "2026-11-21_01-20-02"
-    make_run(root / "0_method=lora", ["method=lora", "hydra.sweep.dir=elsewhere"],
-             metrics=metrics_for(2.0, 1.9, accuracy=0.6), history=history_for([7.97, 3.1, 2.0]))  # fmt: skip
-    make_run(root / "1_method=freeze", ["method=freeze"],
-             metrics=metrics_for(1.5, 1.4, accuracy=0.4), history=history_for([7.97, 2.6, 1.5]))  # fmt: skip
-    make_run(root / "2_method=full", ["method=full"],
-             failed={"error": "CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail", "type": "OutOfMemoryError",
-                     "traceback": "Traceback ..."})  # fmt: skip
+    make_run(
+        root / "0_method=lora",
+        ["method=lora", "hydra.sweep.dir=elsewhere"],
+        metrics=metrics_for(2.0, 1.9, accuracy=0.6),
+        history=history_for([7.97, 3.1, 2.0]),
+    )
+    make_run(
+        root / "1_method=freeze",
+        ["method=freeze"],
+        metrics=metrics_for(1.5, 1.4, accuracy=0.4),
+        history=history_for([7.97, 2.6, 1.5]),
+    )
+    make_run(
+        root / "2_method=full",
+        ["method=full"],
+        failed={
+            "error": "CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail",
+            "type": "OutOfMemoryError",
+            "traceback": "Traceback ...",
+        },
+    )
     make_run(root / "10_method=qlora", ["method=qlora"])
     (root / "multirun.yaml").write_text("hydra: {}\n")
     (root / "optuna.db").write_bytes(b"SQLite format 3\x00")
@@ -82,11 +108,19 @@ def sweep(tmp_path) -> Path:
 def singles(tmp_path) -> list[Path]:
     """Two single runs: one on a GPU known only from its manifest, one without a validation split."""
     runs = tmp_path / "outputs" / "runs"
-    gpu = make_run(runs / "2026-11-20_10-00-00_exaone_aihub_qlora", ["model=exaone", "data=aihub", "method=qlora"],
-                   metrics=metrics_for(1.8, 1.7, gpu=21.5, step=1200), history=history_for([2.9, 1.8]),
-                   hydra=False)  # fmt: skip
-    no_eval = make_run(runs / "2026-11-20_11-00-00_tiny_sample_lora", [],
-                       metrics=metrics_for(None, 7.5), history=[{"loss": 7.5, "step": 8}])  # fmt: skip
+    gpu = make_run(
+        runs / "2026-11-20_10-00-00_exaone_aihub_qlora",
+        ["model=exaone", "data=aihub", "method=qlora"],
+        metrics=metrics_for(1.8, 1.7, gpu=21.5, step=1200),
+        history=history_for([2.9, 1.8]),
+        hydra=False,
+    )
+    no_eval = make_run(
+        runs / "2026-11-20_11-00-00_tiny_sample_lora",
+        [],
+        metrics=metrics_for(None, 7.5),
+        history=[{"loss": 7.5, "step": 8}],
+    )
     return [gpu, no_eval]
 
 
@@ -103,10 +137,13 @@ def test_status_overrides_and_memory_per_run(sweep, singles):
     runs = by_name(compare.collect_runs([sweep, *singles, sweep / "0_method=lora"]))
     assert len(runs) == 6  # a run given twice counts once
     assert {n: r.status for n, r in runs.items()} == {
-        "0_method=lora": "ok", "1_method=freeze": "ok", "2_method=full": "failed",
-        "10_method=qlora": "running-or-killed", "2026-11-20_10-00-00_exaone_aihub_qlora": "ok",
+        "0_method=lora": "ok",
+        "1_method=freeze": "ok",
+        "2_method=full": "failed",
+        "10_method=qlora": "running-or-killed",
+        "2026-11-20_10-00-00_exaone_aihub_qlora": "ok",
         "2026-11-20_11-00-00_tiny_sample_lora": "ok",
-    }  # fmt: skip
+    }
     assert runs["0_method=lora"].overrides == ["method=lora"]  # hydra.* left out
     assert runs["2026-11-20_10-00-00_exaone_aihub_qlora"].overrides == ["model=exaone", "data=aihub", "method=qlora"]
     assert runs["2_method=full"].error == "CUDA out of memory. Tried to allocate 2.00 GiB"
@@ -118,9 +155,13 @@ def test_ranked_by_eval_loss_lowest_first_unranked_last(sweep, singles, tmp_path
     runs = compare.collect_runs([sweep, *singles])
     columns, rows = compare.table(runs, "eval_loss")
     assert [r["run"] for r in rows] == [
-        "1_method=freeze", "2026-11-20_10-00-00_exaone_aihub_qlora", "0_method=lora",
-        "2_method=full", "10_method=qlora", "2026-11-20_11-00-00_tiny_sample_lora",
-    ]  # fmt: skip
+        "1_method=freeze",
+        "2026-11-20_10-00-00_exaone_aihub_qlora",
+        "0_method=lora",
+        "2_method=full",
+        "10_method=qlora",
+        "2026-11-20_11-00-00_tiny_sample_lora",
+    ]
     assert [r["rank"] for r in rows] == [1, 2, 3, None, None, None]
     assert columns.count("eval_loss") == 1
     assert columns[:4] == ["rank", "run", "status", "overrides"]
@@ -137,10 +178,17 @@ def test_dotted_metric_ranks_highest_first_and_gets_a_column(sweep):
     assert [r["run"] for r in rows[:2]] == ["1_method=freeze", "0_method=lora"]
 
 
-@pytest.mark.parametrize(("metric", "direction"), [
-    ("eval_loss", "min"), ("eval_perplexity", "min"), ("runtime_s", "min"),
-    ("benchmarks.pubmedqa_ko.macro_f1", "max"), ("benchmarks.heldout.rouge_l", "max"), ("exact_match", "max"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("metric", "direction"),
+    [
+        ("eval_loss", "min"),
+        ("eval_perplexity", "min"),
+        ("runtime_s", "min"),
+        ("benchmarks.pubmedqa_ko.macro_f1", "max"),
+        ("benchmarks.heldout.rouge_l", "max"),
+        ("exact_match", "max"),
+    ],
+)
 def test_default_direction(metric, direction):
     assert compare.default_direction(metric) == direction
 
@@ -151,8 +199,12 @@ def test_csv_reads_back_with_raw_values(sweep, singles, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 6
     first, failed = rows[0], next(r for r in rows if r["status"] == "failed")
-    assert (first["rank"], first["run"], first["eval_loss"], first["overrides"]) == ("1", "1_method=freeze", "1.5",
-                                                                                    "method=freeze")  # fmt: skip
+    assert (first["rank"], first["run"], first["eval_loss"], first["overrides"]) == (
+        "1",
+        "1_method=freeze",
+        "1.5",
+        "method=freeze",
+    )
     assert (first["peak_mem_gb"], first["mem_kind"], first["global_step"]) == ("1.25", "rss", "24")
     gpu = next(r for r in rows if r["run"].endswith("exaone_aihub_qlora"))
     assert (gpu["peak_mem_gb"], gpu["mem_kind"]) == ("21.5", "gpu")
@@ -168,8 +220,20 @@ def test_markdown_has_a_header_and_one_line_per_run(sweep, tmp_path):
     assert text == written.markdown
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == ["rank", "run", "status", "overrides", "eval_loss_initial", "eval_loss", "train_loss",
-                      "global_step", "runtime_s", "peak_mem_gb", "mem_kind", "error"]  # fmt: skip
+    assert header == [
+        "rank",
+        "run",
+        "status",
+        "overrides",
+        "eval_loss_initial",
+        "eval_loss",
+        "train_loss",
+        "global_step",
+        "runtime_s",
+        "peak_mem_gb",
+        "mem_kind",
+        "error",
+    ]
     assert set(lines[1]) <= {"|", "-"}
     assert len(lines) == 2 + 4
     assert lines[2].startswith("| 1 | 1_method=freeze | ok | method=freeze | 7.9745 | 1.5000 | 1.4000 | 24 |")

@@ -19,10 +19,21 @@ IDS = torch.tensor([[5, 300, 301, 302, 303, 304, 305, 306]])
 
 def _train(tmp_path_factory, name, overrides):
     run_dir = tmp_path_factory.mktemp(name) / "run"
-    run_training(compose_config(["logger=none", "train.max_steps=4", "train.save_strategy=no", "train.packing=false",
-                                 "train.per_device_batch_size=2",
-                                 "train.learning_rate=5e-3", "~data.sources.pubmedqa_ko", *overrides]),
-                 JobInfo(run_dir=run_dir))  # fmt: skip
+    run_training(
+        compose_config(
+            [
+                "logger=none",
+                "train.max_steps=4",
+                "train.save_strategy=no",
+                "train.packing=false",
+                "train.per_device_batch_size=2",
+                "train.learning_rate=5e-3",
+                "~data.sources.pubmedqa_ko",
+                *overrides,
+            ]
+        ),
+        JobInfo(run_dir=run_dir),
+    )
     return run_dir
 
 
@@ -37,8 +48,9 @@ def qlora_run(tmp_path_factory):
 
 
 def _export(*args):
-    out = subprocess.run([sys.executable, "-m", "medft.export", *args], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "medft.export", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out
 
@@ -57,9 +69,13 @@ def _conversation_ids(run_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(run_dir / "adapter")
-    text = tok.apply_chat_template([{"role": "user", "content": "두통이 사흘째 계속되는데 병원에 가야 하나요?"},
-                                    {"role": "assistant", "content": "열이나 구토가 함께 있으면 진료를 받으세요."}],
-                                   tokenize=False)  # fmt: skip
+    text = tok.apply_chat_template(
+        [
+            {"role": "user", "content": "두통이 사흘째 계속되는데 병원에 가야 하나요?"},
+            {"role": "assistant", "content": "열이나 구토가 함께 있으면 진료를 받으세요."},
+        ],
+        tokenize=False,
+    )
     return torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
 
 
@@ -81,8 +97,16 @@ def test_merged_model_loads_plainly_and_matches_the_adapter(lora_run, tmp_path):
     base = load_base(compose_config(), device="cpu").model
     assert (_logits(base) - expected).abs().max().item() > 1e-4
     card = (out / "README.md").read_text(encoding="utf-8")
-    for part in ("license:", "base_model:", "## Intended use", "## Medical disclaimer", "의사의 진단", "## Training data",
-                 "learning rate", "validation loss"):  # fmt: skip
+    for part in (
+        "license:",
+        "base_model:",
+        "## Intended use",
+        "## Medical disclaimer",
+        "의사의 진단",
+        "## Training data",
+        "learning rate",
+        "validation loss",
+    ):
         assert part in card, part
     assert (out / "chat_template.jinja").read_text() == (lora_run / "adapter" / "chat_template.jinja").read_text()
     info = json.loads((out / "export.json").read_text(encoding="utf-8"))
@@ -135,8 +159,10 @@ def test_qlora_export_is_the_model_that_trained(qlora_run, tmp_path):
     assert 0 < number <= 0.3 * gap
     assert f"max |logit difference| to the trained model {number:.4g}" in printed.stdout
     card = (out / "README.md").read_text(encoding="utf-8")
-    assert f"Merge fidelity: adapter merged into the dequantized NF4 base weights it trained against, saved in " \
-           f"bfloat16; max |logit difference| to the trained model (4-bit NF4 base + adapter) {number:.4g}" in card
+    assert (
+        f"Merge fidelity: adapter merged into the dequantized NF4 base weights it trained against, saved in "
+        f"bfloat16; max |logit difference| to the trained model (4-bit NF4 base + adapter) {number:.4g}" in card
+    )
 
     original_cfg = compose_config([f"export.output={tmp_path / 'original'}", "export.merge_base=original"]).export
     original = export_run(qlora_run, original_cfg)
@@ -185,12 +211,15 @@ def test_missing_run_is_one_line():
 def test_fidelity_rows_fall_back_to_test_split_then_a_fixed_conversation(data, tiny_tokenizer, monkeypatch):
     import datasets
 
-    from medft.runs import merge
     from medft.data import cache
+    from medft.runs import merge
     from medft.runtime.errors import DataError
 
-    row = {"id": "t/1", "messages": [{"role": "user", "content": "기침이 나요"},
-                                     {"role": "assistant", "content": "물을 드세요"}], "meta": {}}  # fmt: skip
+    row = {
+        "id": "t/1",
+        "messages": [{"role": "user", "content": "기침이 나요"}, {"role": "assistant", "content": "물을 드세요"}],
+        "meta": {},
+    }
 
     def prepare_data(data_cfg, progress=True):
         if data == "unreadable":
@@ -214,8 +243,10 @@ def test_model_card_names_the_model_code_only_when_the_manifest_does(tmp_path):
     export = {"merged": True, "merge_base": "dequantized", "dtype": "bfloat16", "fidelity": None}
     card = model_card.render(tmp_path, cfg, merged=True, dtype="bfloat16", export=export)
     assert "Model code:" not in card
-    assert "Merge fidelity: adapter merged into the dequantized NF4 base weights it trained against, saved in " \
-           "bfloat16; not measured (export.fidelity_rows=0)." in card
+    assert (
+        "Merge fidelity: adapter merged into the dequantized NF4 base weights it trained against, saved in "
+        "bfloat16; not measured (export.fidelity_rows=0)." in card
+    )
     (tmp_path / "manifest.json").write_text(json.dumps({"model_code": "transformers native (exaone4)"}))
     card = model_card.render(tmp_path, cfg, merged=True, dtype="bfloat16", export=export)
     assert "\nModel code: transformers native (exaone4)\n" in card

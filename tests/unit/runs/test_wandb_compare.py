@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import json
 
-from medft.training.pipeline import JobInfo, run_training
 from medft.runs.tracking import find_offline_runs, read_offline_run
+from medft.training.pipeline import JobInfo, run_training
 
 from conftest import compose_config
 
 
 def test_run_summary_data_audit_and_model_artifact(tmp_path):
     run_dir = tmp_path / "run"
-    cfg = compose_config(["logger=wandb", "logger.mode=offline", "logger.log_model=true", "train.max_steps=4",
-                          "train.eval_steps=2", "train.save_strategy=no"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "logger=wandb",
+            "logger.mode=offline",
+            "logger.log_model=true",
+            "train.max_steps=4",
+            "train.eval_steps=2",
+            "train.save_strategy=no",
+        ]
+    )
     metrics = run_training(cfg, JobInfo(run_dir=run_dir))
     (offline,) = find_offline_runs(run_dir)
     record = read_offline_run(offline)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from medft.serving.chat_session import ChatSession, chat_generation_kwargs, check_history, load_model
 from medft.runtime.errors import ConfigError
+from medft.serving.chat_session import ChatSession, chat_generation_kwargs, check_history, load_model
 from medft.training.pipeline import JobInfo, run_training
 
 from conftest import compose_config
@@ -27,7 +27,9 @@ def tiny_run(tmp_path_factory) -> Path:
     """One short training run on the tiny model, shared by test_chat and test_serve."""
     if "run" not in _TRAINED:
         run_dir = tmp_path_factory.mktemp("chat") / "run"
-        run_training(compose_config(["logger=none", "train.max_steps=2", "train.save_strategy=no"]), JobInfo(run_dir=run_dir))
+        run_training(
+            compose_config(["logger=none", "train.max_steps=2", "train.save_strategy=no"]), JobInfo(run_dir=run_dir)
+        )
         _TRAINED["run"] = run_dir
     return _TRAINED["run"]
 
@@ -51,7 +53,12 @@ def test_third_prompt_holds_every_earlier_turn(loaded, monkeypatch):
     real = generate.generate_reply
 
     def recording(model, tokenizer, messages, gen_kwargs, on_text=None):
-        seen.append(([dict(m) for m in messages], tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)))
+        seen.append(
+            (
+                [dict(m) for m in messages],
+                tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+            )
+        )
         return real(model, tokenizer, messages, gen_kwargs, on_text=on_text)
 
     monkeypatch.setattr(generate, "generate_reply", recording)
@@ -78,7 +85,9 @@ def test_third_prompt_holds_every_earlier_turn(loaded, monkeypatch):
 
 
 def test_chat_settings_override_the_model_defaults(loaded):
-    greedy = chat_generation_kwargs(loaded.cfg.model, compose_config(["chat.temperature=0", "chat.max_new_tokens=5"]).chat)
+    greedy = chat_generation_kwargs(
+        loaded.cfg.model, compose_config(["chat.temperature=0", "chat.max_new_tokens=5"]).chat
+    )
     assert greedy["do_sample"] is False and greedy["max_new_tokens"] == 5 and "temperature" not in greedy
     sampled = chat_generation_kwargs(loaded.cfg.model, compose_config(["chat.temperature=0.3", "chat.top_p=0.5"]).chat)
     assert sampled["temperature"] == 0.3 and sampled["top_p"] == 0.5
@@ -98,8 +107,12 @@ def test_oldest_turns_are_dropped_when_the_context_is_full(loaded, monkeypatch):
 
 def test_client_history_must_alternate():
     assert check_history([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], 10)
-    for bad in ([{"role": "assistant", "content": "b"}], [{"role": "user", "content": "a"}], "text",
-                [{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}]):  # fmt: skip
+    for bad in (
+        [{"role": "assistant", "content": "b"}],
+        [{"role": "user", "content": "a"}],
+        "text",
+        [{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}],
+    ):
         with pytest.raises(ValueError):
             check_history(bad, 10)
 
@@ -115,7 +128,9 @@ class Terminal:
         self.master, slave = os.openpty()
         env = {**os.environ, "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
         self.stderr = open(cwd / "stderr.txt", "w+")
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=slave, stdout=slave, stderr=self.stderr, env=env, close_fds=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, stdin=slave, stdout=slave, stderr=self.stderr, env=env, close_fds=True
+        )
         os.close(slave)
         self.raw = b""
 
@@ -129,7 +144,9 @@ class Terminal:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None and not select.select([self.master], [], [], 0)[0]:
                 self.stderr.seek(0)
-                raise AssertionError(f"no {pattern!r} x{count}; transcript:\n{self.text}\nstderr:\n{self.stderr.read()[-3000:]}")
+                raise AssertionError(
+                    f"no {pattern!r} x{count}; transcript:\n{self.text}\nstderr:\n{self.stderr.read()[-3000:]}"
+                )
             if select.select([self.master], [], [], min(left, 0.5))[0]:
                 try:
                     self.raw += os.read(self.master, 65536)
@@ -174,7 +191,9 @@ def test_terminal_chat_three_turns_reset_and_exit(tiny_run, tmp_path):
 
 
 def test_missing_run_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "medft.chat"], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "medft.chat"], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medft: error: "), out.stderr

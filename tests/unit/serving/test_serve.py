@@ -23,11 +23,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_chat import tiny_run  # noqa: F401  (the session's one trained run)
 
 from medft.runtime.errors import ConfigError
 from medft.serving.server import make_server
-
-from test_chat import tiny_run  # noqa: F401  (the session's one trained run)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MESSAGE = "어제부터 머리가 아프고 열이 나요"
@@ -44,8 +43,15 @@ def server(tiny_run, tmp_path_factory):  # noqa: F811
     """`python -m medft.serve` on a free port; yields its URL, killed afterwards whatever happens."""
     cwd = tmp_path_factory.mktemp("serve")
     port = _free_port()
-    argv = [sys.executable, "-m", "medft.serve", f"run={tiny_run}", f"chat.port={port}",
-            "chat.max_new_tokens=8", "chat.temperature=0"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "medft.serve",
+        f"run={tiny_run}",
+        f"chat.port={port}",
+        "chat.max_new_tokens=8",
+        "chat.temperature=0",
+    ]
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
@@ -66,8 +72,12 @@ def server(tiny_run, tmp_path_factory):  # noqa: F811
 
 
 def _post(url: str, payload: dict, content_type: str = "application/json"):
-    request = urllib.request.Request(url + "api/chat", data=json.dumps(payload).encode("utf-8"),
-                                     headers={"Content-Type": content_type}, method="POST")  # fmt: skip
+    request = urllib.request.Request(
+        url + "api/chat",
+        data=json.dumps(payload).encode("utf-8"),
+        headers={"Content-Type": content_type},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode("utf-8")
@@ -97,8 +107,14 @@ def test_api_replies_with_and_without_streaming(server):
 
 
 def test_no_run_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "medft.serve", "chat.port=0"], check=False, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "medft.serve", "chat.port=0"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip().splitlines() == [
         "medft: error: nothing to chat with: give a training run with run=<dir> or a base model with model=<name>"
@@ -118,9 +134,18 @@ def test_busy_port_is_one_line():
 class Chromium:
     """Headless Chromium driven by DevTools protocol messages over its debugging pipe."""
 
-    FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--remote-debugging-pipe", "--window-size=1000,800")  # fmt: skip
+    FLAGS = (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--remote-debugging-pipe",
+        "--window-size=1000,800",
+    )
 
     def __init__(self, executable: str):
         self.profile = tempfile.mkdtemp(prefix="medft-chromium-")
@@ -136,8 +161,11 @@ class Chromium:
         # close_fds would close 3 and 4 after pipe_fds; Python's own fds are not inherited anyway.
         self.proc = subprocess.Popen(
             [executable, *self.FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            preexec_fn=pipe_fds, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            preexec_fn=pipe_fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_browser)
         os.close(from_browser)
         self._buffer, self._id, self.session = b"", 0, None
@@ -168,7 +196,9 @@ class Chromium:
 
     def open(self, url: str) -> None:
         target = self.send("Target.createTarget", {"url": url}, page=False)["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, page=False)["sessionId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, page=False)[
+            "sessionId"
+        ]
 
     def js(self, expression: str):
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
@@ -185,8 +215,10 @@ class Chromium:
 
     def click(self, selector: str) -> None:
         """A real mouse click at the element's centre, as a user would make it."""
-        x, y = self.js(f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
-                       " return [r.x + r.width / 2, r.y + r.height / 2]; })()")  # fmt: skip
+        x, y = self.js(
+            f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
 
@@ -219,8 +251,10 @@ def test_page_in_headless_chromium(server, tmp_path):
         browser.js("document.getElementById('message').focus()")
         browser.send("Input.insertText", {"text": MESSAGE})
         browser.click("#send")
-        state = browser.wait_for("(() => { const e = document.querySelector('.message.assistant');"
-                                 " return e && e.dataset.state !== 'pending' && e.dataset.state; })()")  # fmt: skip
+        state = browser.wait_for(
+            "(() => { const e = document.querySelector('.message.assistant');"
+            " return e && e.dataset.state !== 'pending' && e.dataset.state; })()"
+        )
         reply = browser.js("document.querySelector('.message.assistant .text').textContent")
         user = browser.js("document.querySelector('.message.user .text').textContent")
         browser.screenshot(tmp_path / "serve.png")

@@ -7,14 +7,12 @@ import json
 import pytest
 import trl
 
+from medft.modeling import models
 from medft.text import labels
-
-from medft.modeling import methods, models
-
-from medft.training import trainer as trainer_lib
 from medft.text.audit import AuditError
-from medft.training.pipeline import JobInfo, run_training
 from medft.text.templates import load_template
+from medft.training import trainer as trainer_lib
+from medft.training.pipeline import JobInfo, run_training
 
 from conftest import compose_config
 
@@ -52,8 +50,14 @@ def _run_expecting(monkeypatch, tmp_path, overrides, fragment):
 def test_clean_run_passes_every_check(tmp_path):
     run_training(compose_config(FAST), JobInfo(run_dir=tmp_path / "run"))
     summary = json.loads((tmp_path / "run" / "preflight.json").read_text())
-    assert set(summary["checks"]) == {"supervised_tokens", "end_of_turn_supervised", "leading_bos",
-                                      "template_matches_model", "packing_position_ids", "lora_coverage"}
+    assert set(summary["checks"]) == {
+        "supervised_tokens",
+        "end_of_turn_supervised",
+        "leading_bos",
+        "template_matches_model",
+        "packing_position_ids",
+        "lora_coverage",
+    }
     assert not any(v.startswith("FAILED") for v in summary["checks"].values())
 
 
@@ -76,8 +80,9 @@ def test_end_of_turn_not_supervised(monkeypatch, tmp_path):
 
 
 def test_double_bos(monkeypatch, tmp_path):
-    _map_first_row(monkeypatch, lambda row: {**row, "input_ids": [1, 1, *row["input_ids"]],
-                                             "labels": [-100, -100, *row["labels"]]})  # fmt: skip
+    _map_first_row(
+        monkeypatch, lambda row: {**row, "input_ids": [1, 1, *row["input_ids"]], "labels": [-100, -100, *row["labels"]]}
+    )
     message = _run_expecting(monkeypatch, tmp_path, [], "preflight leading_bos: row ")
     assert "starts with 2 BOS ([BOS]), the model's own usage gives 0" in message
 
@@ -98,7 +103,9 @@ def test_pad_equal_to_eos_masking_the_end_of_turn(monkeypatch, tmp_path):
         tokenized, report = real(datasets, tokenizer, *args, **kwargs)
         pad = tokenizer.pad_token_id
         tokenized["train"] = tokenized["train"].map(
-            lambda row: {"labels": [-100 if t == pad else y for t, y in zip(row["input_ids"], row["labels"])]}
+            lambda row: {
+                "labels": [-100 if t == pad else y for t, y in zip(row["input_ids"], row["labels"], strict=False)]
+            }
         )
         return tokenized, report
 
@@ -144,7 +151,8 @@ def test_lora_targets_missing_the_mlp(monkeypatch, tmp_path):
     from medft.modeling import families
 
     real = families.lora_target_names
-    monkeypatch.setattr(families, "lora_target_names",
-                        lambda model, target, explicit, name: real(model, "attention", explicit, name))  # fmt: skip
+    monkeypatch.setattr(
+        families, "lora_target_names", lambda model, target, explicit, name: real(model, "attention", explicit, name)
+    )
     message = _run_expecting(monkeypatch, tmp_path, [], "preflight lora_coverage: LoRA adapters cover 0 of 4 gate")
     assert "gate_proj" in message and "method.lora.target=all" in message

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import wear_template
-
 from medft.text.labels import IGNORE_INDEX, RowError, build_example
 from medft.text.templates import TEMPLATES, get_spec
+
+from conftest import wear_template
 
 MULTI_TURN = [
     {"role": "system", "content": "당신은 친절한 의료 상담 도우미입니다."},
@@ -27,7 +27,7 @@ def templated(request, tiny_tokenizer):
 def _supervised_runs(tok, example):
     """Decoded text of each maximal run of supervised tokens."""
     runs, current = [], []
-    for token_id, label in zip(example["input_ids"], example["labels"]):
+    for token_id, label in zip(example["input_ids"], example["labels"], strict=False):
         if label != IGNORE_INDEX:
             assert label == token_id
             current.append(token_id)
@@ -39,7 +39,9 @@ def _supervised_runs(tok, example):
     return runs
 
 
-@pytest.mark.parametrize("messages", [MULTI_TURN, MULTI_TURN[1:], MULTI_TURN[:3]], ids=["system", "no-system", "one-turn"])
+@pytest.mark.parametrize(
+    "messages", [MULTI_TURN, MULTI_TURN[1:], MULTI_TURN[:3]], ids=["system", "no-system", "one-turn"]
+)
 def test_exactly_assistant_content_and_end_of_turn_are_supervised(templated, messages):
     tok, spec = templated
     example = build_example(tok, spec, messages, max_length=1024)

@@ -9,24 +9,36 @@ has none at all.
 from __future__ import annotations
 
 import pytest
-
-from conftest import compose_config
+from test_labels import _supervised_runs
 
 from medft.text.audit import AuditError, AuditReport, check_rows
-from medft.text.labels import (IGNORE_INDEX, build_example, encode_prompt, encode_prompts, leading_special_ids,
-                          render_with_targets)  # fmt: skip
+from medft.text.labels import (
+    IGNORE_INDEX,
+    build_example,
+    encode_prompt,
+    encode_prompts,
+    leading_special_ids,
+    render_with_targets,
+)
 from medft.text.templates import get_spec
-from test_labels import _supervised_runs
+
+from conftest import compose_config
 
 CONVERSATION = [
     {"role": "system", "content": "당신은 친절한 의료 상담 도우미입니다."},
     {"role": "user", "content": "고혈압이 있는데 라면을 먹어도 되나요?"},
     {"role": "assistant", "content": "국물은 남기고, 하루 나트륨 섭취를 2,000 mg 이하로 줄이세요."},
 ]
-TWO_TURNS = [*CONVERSATION, {"role": "user", "content": "운동은요?"},
-             {"role": "assistant", "content": "주 5회, 30분씩 걷기를 권합니다."}]  # fmt: skip
-MODELS = {"solar": ("solar_dir", "<s>", 1), "llama": ("llama31_dir", "<|begin_of_text|>", 1),
-          "exaone": ("exaone_dir", "[BOS]", 0)}  # fmt: skip
+TWO_TURNS = [
+    *CONVERSATION,
+    {"role": "user", "content": "운동은요?"},
+    {"role": "assistant", "content": "주 5회, 30분씩 걷기를 권합니다."},
+]
+MODELS = {
+    "solar": ("solar_dir", "<s>", 1),
+    "llama": ("llama31_dir", "<|begin_of_text|>", 1),
+    "exaone": ("exaone_dir", "[BOS]", 0),
+}
 
 
 def _load(request, name):
@@ -95,16 +107,18 @@ def test_prompts_encode_as_the_training_rows_begin(standin):
 def test_batched_prompts_keep_the_bos_after_left_padding(standin):
     name, tok, _ = standin
     _, bos, count = MODELS[name]
-    texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-             for m in (CONVERSATION[:2], CONVERSATION[1:2])]  # fmt: skip
+    texts = [
+        tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+        for m in (CONVERSATION[:2], CONVERSATION[1:2])
+    ]
     tok.padding_side = "left"
     try:
         batch = encode_prompts(tok, texts)
     finally:
         tok.padding_side = "right"
     assert batch["attention_mask"][1, 0] == 0  # the shorter prompt is padded on the left
-    for row, mask, text in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), texts):
-        real = [i for i, m in zip(row, mask) if m]
+    for row, mask, text in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), texts, strict=False):
+        real = [i for i, m in zip(row, mask, strict=False) if m]
         assert real == encode_prompt(tok, text) and _leading(real, tok.convert_tokens_to_ids(bos)) == count
 
 
@@ -150,8 +164,11 @@ def test_audit_fails_a_row_with_the_wrong_bos_count(solar, change, found):
     _, tok, spec = solar
     rows = _rows(tok, spec)
     ids, labels = rows[1]["input_ids"], rows[1]["labels"]
-    rows[1] = {"id": "r1", "input_ids": ids[1:] if change == "drop" else [1, *ids],
-               "labels": labels[1:] if change == "drop" else [IGNORE_INDEX, *labels]}  # fmt: skip
+    rows[1] = {
+        "id": "r1",
+        "input_ids": ids[1:] if change == "drop" else [1, *ids],
+        "labels": labels[1:] if change == "drop" else [IGNORE_INDEX, *labels],
+    }
     with pytest.raises(AuditError) as err:
         check_rows(AuditReport(), rows, tok, spec)
     expected = f"preflight leading_bos: row r1 starts with {found} BOS (<s>), the model's own usage gives 1"

@@ -9,29 +9,47 @@ import jinja2
 import pytest
 import trl
 
-from medft.text.labels import build_example
 from medft.cli.labels import render_row
+from medft.text.labels import build_example
 from medft.text.templates import load_template
 
 from conftest import wear_template
 
 # The official templates, as the models' tokenizer_config.json carry them.
 OFFICIAL = {
-    "exaone3_5": "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}{{ '[|system|][|endofturn|]\\n' }}{% endif %}{{ '[|' + message['role'] + '|]' + message['content'] }}{% if message['role'] == 'user' %}{{ '\\n' }}{% else %}{{ '[|endofturn|]\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}",
-    "solar": "{% for message in messages %}{% if message['role'] == 'system' %}{% if message['content']%}{{'### System:\\n' + message['content']+'\\n\\n'}}{% endif %}{% elif message['role'] == 'user' %}{{'### User:\\n' + message['content']+'\\n\\n'}}{% elif message['role'] == 'assistant' %}{{'### Assistant:\\n'  + message['content']}}{% endif %}{% if loop.last and add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}{% endfor %}",
+    "exaone3_5": (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}{{ '[|system|][|endofturn|]\\n' }}"
+        "{% endif %}{{ '[|' + message['role'] + '|]' + message['content'] }}"
+        "{% if message['role'] == 'user' %}{{ '\\n' }}{% else %}{{ '[|endofturn|]\\n' }}{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}"
+    ),
+    "solar": (
+        "{% for message in messages %}{% if message['role'] == 'system' %}"
+        "{% if message['content']%}{{'### System:\\n' + message['content']+'\\n\\n'}}{% endif %}"
+        "{% elif message['role'] == 'user' %}{{'### User:\\n' + message['content']+'\\n\\n'}}"
+        "{% elif message['role'] == 'assistant' %}{{'### Assistant:\\n'  + message['content']}}{% endif %}"
+        "{% if loop.last and add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}{% endfor %}"
+    ),
     # Llama 3.1's (with its tool-calling branches) as kept verbatim by TRL for identity checks.
     "llama3_1": (Path(trl.__file__).parent / "chat_templates" / "llama3_1.jinja").read_text(),
-}  # fmt: skip
+}
 
 SYSTEM = {"role": "system", "content": "당신은 환자의 질문에 답하는 의료 상담 도우미입니다."}
 TURNS = [
-    ({"role": "user", "content": "어제부터 목이 아프고 열이 나요."},
-     {"role": "assistant", "content": "열은 몇 도까지 올랐나요? 기침도 있으신가요?"}),
-    ({"role": "user", "content": "38도 정도이고 기침은 없어요."},
-     {"role": "assistant", "content": "인후염일 가능성이 있습니다. 물을 자주 드시고 쉬세요."}),
-    ({"role": "user", "content": "약국 약을 먹어도 되나요?"},
-     {"role": "assistant", "content": "해열진통제는 도움이 되지만, 사흘 넘게 열이 나면 진료를 받으세요."}),
-]  # fmt: skip
+    (
+        {"role": "user", "content": "어제부터 목이 아프고 열이 나요."},
+        {"role": "assistant", "content": "열은 몇 도까지 올랐나요? 기침도 있으신가요?"},
+    ),
+    (
+        {"role": "user", "content": "38도 정도이고 기침은 없어요."},
+        {"role": "assistant", "content": "인후염일 가능성이 있습니다. 물을 자주 드시고 쉬세요."},
+    ),
+    (
+        {"role": "user", "content": "약국 약을 먹어도 되나요?"},
+        {"role": "assistant", "content": "해열진통제는 도움이 되지만, 사흘 넘게 열이 나면 진료를 받으세요."},
+    ),
+]
 CONVERSATIONS = {
     "one-turn": [*TURNS[0]],
     "system-one-turn": [SYSTEM, *TURNS[0]],
@@ -64,8 +82,10 @@ def expected_view(name: str, messages) -> str:
                 out.append(f"[|assistant|]«{m['content']}[|endofturn|]»\n")
     elif name == "llama3_1":
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
-        out.append("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-                   f"Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n{system}<|eot_id|>")
+        out.append(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+            f"Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n{system}<|eot_id|>"
+        )
         for m in messages:
             if m["role"] == "user":
                 out.append(f"<|start_header_id|>user<|end_header_id|>\n\n{m['content']}<|eot_id|>")

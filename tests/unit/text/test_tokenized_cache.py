@@ -21,8 +21,9 @@ def prepared(compose, tmp_path):
 
 def _run(prepared, tokenizer, max_length=512, spec="exaone3_5", fingerprint=None):
     data_cfg, datasets, data_fingerprint = prepared
-    return tokenized_cache.tokenize_cached(datasets, tokenizer, get_spec(spec), max_length, data_cfg,
-                                           fingerprint or data_fingerprint, progress=False)  # fmt: skip
+    return tokenized_cache.tokenize_cached(
+        datasets, tokenizer, get_spec(spec), max_length, data_cfg, fingerprint or data_fingerprint, progress=False
+    )
 
 
 def test_second_call_is_a_hit_with_the_same_rows_and_report(prepared, tiny_tokenizer):
@@ -32,8 +33,12 @@ def test_second_call_is_a_hit_with_the_same_rows_and_report(prepared, tiny_token
     assert second_report == first_report
     for split in first:
         assert second[split].to_dict() == first[split].to_dict()
-    fresh, fresh_report = labels.tokenize_splits(prepared[1], tiny_tokenizer, get_spec("exaone3_5"), 512, progress=False)
-    assert second["train"].to_dict() == fresh["train"].to_dict() and json.loads(json.dumps(fresh_report)) == second_report
+    fresh, fresh_report = labels.tokenize_splits(
+        prepared[1], tiny_tokenizer, get_spec("exaone3_5"), 512, progress=False
+    )
+    assert (
+        second["train"].to_dict() == fresh["train"].to_dict() and json.loads(json.dumps(fresh_report)) == second_report
+    )
 
 
 def test_every_input_of_the_labels_is_in_the_key(prepared, tiny_tokenizer):
@@ -45,11 +50,13 @@ def test_every_input_of_the_labels_is_in_the_key(prepared, tiny_tokenizer):
     changed.chat_template = tiny_tokenizer.chat_template
     changed.pad_token = changed.eos_token  # pad == eos changes which positions are masked
     assert tokenized_cache.cache_key("f", changed, get_spec("exaone3_5"), 512) != tokenized_cache.cache_key(
-        "f", tiny_tokenizer, get_spec("exaone3_5"), 512)  # fmt: skip
+        "f", tiny_tokenizer, get_spec("exaone3_5"), 512
+    )
     retemplated = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
     retemplated.chat_template = (tiny_tokenizer.chat_template or "") + " "
     assert tokenized_cache.cache_key("f", retemplated, get_spec("exaone3_5"), 512) != tokenized_cache.cache_key(
-        "f", tiny_tokenizer, get_spec("exaone3_5"), 512)  # fmt: skip
+        "f", tiny_tokenizer, get_spec("exaone3_5"), 512
+    )
 
 
 def test_code_changes_change_the_key(prepared, tiny_tokenizer, monkeypatch):
@@ -68,8 +75,11 @@ def test_a_replaced_labeller_or_missing_fingerprint_is_never_cached(prepared, ti
 
     monkeypatch.setattr(labels, "tokenize_splits", planted)
     tokenized, _, info = _run(prepared, tiny_tokenizer)
-    assert tokenized == {"train": "planted"} and calls == [512] and info == {"hit": False, "key": None,
-                                                                             "reason": "not cacheable"}  # fmt: skip
+    assert (
+        tokenized == {"train": "planted"}
+        and calls == [512]
+        and info == {"hit": False, "key": None, "reason": "not cacheable"}
+    )
     monkeypatch.undo()
     assert tokenized_cache.cache_key(None, tiny_tokenizer, get_spec("exaone3_5"), 512) is None
 

@@ -20,12 +20,22 @@ def _one_sgd_step(tmp_path, batch: int, accumulation: int, packing: str):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(methods, "apply_method", capture)
-        cfg = compose_config([
-            "method=full", "logger=none", "train.optim=sgd", "train.learning_rate=0.5", "train.max_steps=1",
-            "train.max_grad_norm=0", "train.lr_scheduler=constant", "train.save_strategy=no",
-            f"train.per_device_batch_size={batch}", f"train.gradient_accumulation_steps={accumulation}",
-            f"train.packing={packing}", "~data.sources.pubmedqa_ko",
-        ])  # fmt: skip
+        cfg = compose_config(
+            [
+                "method=full",
+                "logger=none",
+                "train.optim=sgd",
+                "train.learning_rate=0.5",
+                "train.max_steps=1",
+                "train.max_grad_norm=0",
+                "train.lr_scheduler=constant",
+                "train.save_strategy=no",
+                f"train.per_device_batch_size={batch}",
+                f"train.gradient_accumulation_steps={accumulation}",
+                f"train.packing={packing}",
+                "~data.sources.pubmedqa_ko",
+            ]
+        )
         metrics = run_training(cfg, JobInfo(run_dir=tmp_path / f"{batch}x{accumulation}-{packing}"))
     params = {n: p.detach().clone() for n, p in captured["model"].named_parameters()}
     return metrics, params

@@ -9,14 +9,16 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import _common
 import mfu
 import token_lengths
 import train_throughput
+
+import _common
 
 CONVERSATIONS = [
     [{"role": "user", "content": "감기에 걸렸어요?"}, {"role": "assistant", "content": "푹 쉬세요."}],
@@ -77,16 +79,22 @@ def test_supervised_count_of_medft_rows_matches_the_labels(tiny_tokenizer):
     from datasets import Dataset
 
     from medft.text.labels import IGNORE_INDEX, tokenize_splits
-    from medft.training.packing import RowPackedCollator
     from medft.text.templates import get_spec
+    from medft.training.packing import RowPackedCollator
 
-    tokenized, report = tokenize_splits({"train": Dataset.from_dict({"id": ["a", "b"], "messages": CONVERSATIONS})},
-                                        tiny_tokenizer, get_spec("exaone3_5"), 512, progress=False)  # fmt: skip
+    tokenized, report = tokenize_splits(
+        {"train": Dataset.from_dict({"id": ["a", "b"], "messages": CONVERSATIONS})},
+        tiny_tokenizer,
+        get_spec("exaone3_5"),
+        512,
+        progress=False,
+    )
     rows = tokenized["train"]
     expected = sum(1 for labels in rows["labels"] for label in labels if label != IGNORE_INDEX)
     assert expected == report["train"]["supervised_tokens"] > 0
-    batch = RowPackedCollator(tiny_tokenizer.pad_token_id)([{"input_ids": r["input_ids"], "labels": r["labels"]}
-                                                             for r in rows])  # fmt: skip
+    batch = RowPackedCollator(tiny_tokenizer.pad_token_id)(
+        [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+    )
     counts = _common.count_batch(batch, tiny_tokenizer.pad_token_id)
     # Rows start on a template prefix, so the collator's row-start masking removes nothing here.
     assert counts.supervised == expected
@@ -145,8 +153,9 @@ def test_synthetic_conversations_are_deterministic_korean_of_the_drawn_lengths(t
     again = _common.synthetic_conversations(40, seed=3)
     assert rows["messages"] == again["messages"]
     answers = [m[1]["content"] for m in rows["messages"]]
-    assert [len(a) for a in answers] == _common.lognormal_lengths(40, _common.ANSWER_MEDIAN_TOKENS,
-                                                                   _common.ANSWER_SIGMA, seed=4)  # fmt: skip
+    assert [len(a) for a in answers] == _common.lognormal_lengths(
+        40, _common.ANSWER_MEDIAN_TOKENS, _common.ANSWER_SIGMA, seed=4
+    )
     hangul = sum(1 for a in answers for ch in a if "\uac00" <= ch <= "\ud7a3")
     assert hangul / sum(len(a) for a in answers) > 0.7
     # Every character is a token of the tiny tokenizer: no byte fallback, no unknowns.
@@ -166,8 +175,17 @@ def test_mfu_param_count_leaves_out_the_input_embedding_only_and_splits_off_the_
     from transformers import LlamaConfig, LlamaForCausalLM
 
     def llama(tied: bool):
-        return LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                            num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied))  # fmt: skip
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=50,
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                tie_word_embeddings=tied,
+            )
+        )
 
     model = llama(tied=False)
     total = sum(p.numel() for p in model.parameters())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from medft.modeling import models
-
 from medft.training import trainer
 
 from conftest import compose_config
@@ -24,7 +23,7 @@ def test_qlora_workers_load_on_their_local_rank(monkeypatch, tiny_source):
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
     monkeypatch.setenv("LOCAL_RANK", "3")
     cfg = compose_config(["method=qlora"])
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="stop after the arguments"):
         models.load_model(cfg.model, cfg.method, "cuda", tiny_source)
     assert seen["device_map"] == {"": 3}
 

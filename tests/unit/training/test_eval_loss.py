@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from medft.training import eval_loss
-
 from medft.training import trainer as trainer_lib
 from medft.training.pipeline import JobInfo, run_training
 
@@ -63,8 +62,9 @@ def test_rows_differ_in_supervised_tokens_so_a_mean_of_batch_means_would_move(ti
 
     cfg = compose_config()
     datasets, _ = prepare_data(cfg.data, progress=False)
-    tokenized, _ = tokenize_splits(datasets, tiny_tokenizer, get_spec(cfg.model.chat_template), cfg.train.max_length,
-                                   progress=False)  # fmt: skip
+    tokenized, _ = tokenize_splits(
+        datasets, tiny_tokenizer, get_spec(cfg.model.chat_template), cfg.train.max_length, progress=False
+    )
     counts = [sum(x != -100 for x in labels[1:]) for labels in tokenized["validation"]["labels"]]
     assert len(counts) % 3 and len(counts) % 8, "a last, shorter batch at eval batch sizes 3 and 8"
     assert len(set(counts)) > 1, counts

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from medft.modeling import models
-
-from medft.training import trainer
 from medft.runtime.errors import ConfigError
+from medft.training import trainer
 
 
 def test_auto_switches_on_cpu(compose, tmp_path):
@@ -51,15 +50,17 @@ def test_memory_plan_checkpoints_only_when_needed_and_refuses_what_cannot_fit(co
     tight = plan_memory(cfg, tiny_source, device="cuda", free_bytes=int((with_gc + without) / 2 / 0.9))
     assert tight["checkpointing_needed"] is True
     assert cfg.train.gradient_checkpointing is None  # the config itself is left as composed
-    with pytest.raises(ConfigError, match=r"model=tiny method=lora needs ~.* GiB at train.per_device_batch_size=8 .* GiB free; "):
+    with pytest.raises(
+        ConfigError, match=r"model=tiny method=lora needs ~.* GiB at train.per_device_batch_size=8 .* GiB free; "
+    ):
         plan_memory(cfg, tiny_source, device="cuda", free_bytes=int(with_gc * 0.5))
     assert plan_memory(cfg, tiny_source, device="cpu") == {}
     assert plan_memory(compose(["train.memory_check=false"]), tiny_source, device="cuda", free_bytes=1) == {}
 
 
 def test_parallel_tokenization_equals_one_pass(compose, tiny_tokenizer, monkeypatch):
-    from medft.text import labels
     from medft.data.cache import prepare_data
+    from medft.text import labels
     from medft.text.templates import get_spec
 
     datasets, _ = prepare_data(compose().data, progress=False)
@@ -86,10 +87,9 @@ def test_model_loss_equals_trl_fused_loss_and_gradients(compose, tiny_tokenizer,
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from medft.text import labels
-
-    from medft.modeling import methods
     from medft.data.cache import prepare_data
+    from medft.modeling import methods
+    from medft.text import labels
     from medft.text.templates import get_spec
 
     cfg = compose()
@@ -125,8 +125,9 @@ def test_length_grouped_order_depends_on_seed_and_epoch_only(compose, tiny_token
     from datasets import Dataset
 
     cfg = compose()
-    rows = Dataset.from_dict({"input_ids": [[5] * (3 + i % 17) for i in range(64)],
-                              "labels": [[5] * (3 + i % 17) for i in range(64)]})  # fmt: skip
+    rows = Dataset.from_dict(
+        {"input_ids": [[5] * (3 + i % 17) for i in range(64)], "labels": [[5] * (3 + i % 17) for i in range(64)]}
+    )
     model = models.load_model(cfg.model, cfg.method, "cpu", tiny_source)
     sft = trainer.build_trainer(model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None)
     orders = []

@@ -8,14 +8,15 @@ import sys
 
 import pytest
 import torch
+
 from conftest import REPO, compose_config
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import memory as bench
 
-from medft.training import memplan
 from medft.runtime.errors import ConfigError
+from medft.training import memplan
 
 GIB = 1 << 30
 TOLERANCE = 0.25
@@ -40,8 +41,15 @@ def _small_arch() -> dict:
         tiny = compose_config(["model=small"]).model.tiny
         if tiny is not None:
             return {k: tiny[k] for k in tiny if k != "seed"}
-    return {"hidden_size": 768, "intermediate_size": 2816, "num_hidden_layers": 12, "num_attention_heads": 12,
-            "num_key_value_heads": 4, "max_position_embeddings": 2048, "tie_word_embeddings": False}  # fmt: skip
+    return {
+        "hidden_size": 768,
+        "intermediate_size": 2816,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": False,
+    }
 
 
 def _llama_config(arch: dict):
@@ -64,9 +72,16 @@ def _load_tiny(method: str, gc: bool = False, extra: list[str] | None = None):
 
 def _cpu_estimate(cfg, shape, batch, seq, gc):
     return memplan.estimate_for_config(
-        cfg, shape, device="cpu", batch_size=batch, seq_len=seq, gradient_checkpointing=gc,
-        weight_dtype_bytes=4, compute_dtype_bytes=4, loss="chunked",  # the measured step runs TRL's fused head
-    )  # fmt: skip
+        cfg,
+        shape,
+        device="cpu",
+        batch_size=batch,
+        seq_len=seq,
+        gradient_checkpointing=gc,
+        weight_dtype_bytes=4,
+        compute_dtype_bytes=4,
+        loss="chunked",  # the measured step runs TRL's fused head
+    )
 
 
 # --------------------------------------------------------------------------- shapes and counts
@@ -133,8 +148,17 @@ def test_float32_masters_over_bf16_weights_are_counted(tiny_cfg, method):
     AdamW moments of the trained part count 4 bytes each."""
     cfg, model = _load_tiny(method, extra=["model.dtype=bfloat16"])
     shape = memplan.shape_from_source(cfg.model)
-    est = memplan.estimate_for_config(cfg, shape, device="cpu", batch_size=1, seq_len=16, gradient_checkpointing=False,
-                                      weight_dtype_bytes=2, compute_dtype_bytes=2, loss="chunked")  # fmt: skip
+    est = memplan.estimate_for_config(
+        cfg,
+        shape,
+        device="cpu",
+        batch_size=1,
+        seq_len=16,
+        gradient_checkpointing=False,
+        weight_dtype_bytes=2,
+        compute_dtype_bytes=2,
+        loss="chunked",
+    )
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert est.weights == sum(p.numel() * p.element_size() for p in model.parameters())
     trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
@@ -144,9 +168,14 @@ def test_float32_masters_over_bf16_weights_are_counted(tiny_cfg, method):
 # --------------------------------------------------------------------------- estimates vs measurements
 @pytest.mark.parametrize(
     "method, gc, batch, seq",
-    [("lora", False, 2, 128), ("lora", True, 2, 128), ("full", False, 2, 128), ("full", True, 1, 256),
-     ("freeze", False, 2, 128)],
-)  # fmt: skip
+    [
+        ("lora", False, 2, 128),
+        ("lora", True, 2, 128),
+        ("full", False, 2, 128),
+        ("full", True, 1, 256),
+        ("freeze", False, 2, 128),
+    ],
+)
 def test_estimate_within_25_percent_of_measured_peak_on_tiny(method, gc, batch, seq):
     import torch
 
@@ -245,10 +274,14 @@ def test_qlora_weights_match_a_real_4bit_tiny_model():
 def test_exaone_78b_bf16_lora_weights_are_about_15_6_gb():
     shape = memplan.ModelShape.from_config(EXAONE_78B)
     est = memplan.estimate(
-        shape, method_cfg=compose_config(["method=lora"]).method, batch_size=1, seq_len=1024,
-        gradient_checkpointing=True, weight_dtype_bytes=2, lora_targets=["q_proj", "k_proj", "v_proj", "out_proj",
-                                                                          "c_fc_0", "c_fc_1", "c_proj"],
-    )  # fmt: skip
+        shape,
+        method_cfg=compose_config(["method=lora"]).method,
+        batch_size=1,
+        seq_len=1024,
+        gradient_checkpointing=True,
+        weight_dtype_bytes=2,
+        lora_targets=["q_proj", "k_proj", "v_proj", "out_proj", "c_fc_0", "c_fc_1", "c_proj"],
+    )
     assert est.weights / 1e9 == pytest.approx(15.6, rel=0.05)
     assert "GiB" in est.describe() and "\n" not in est.describe()
 
@@ -258,15 +291,19 @@ def _exaone_source(tmp_path):
     from medft.modeling.models import WeightsSource
 
     # model_type llama: the llamafied EXAONE has the same shape and needs no remote code.
-    (tmp_path / "config.json").write_text(json.dumps({**EXAONE_78B, "model_type": "llama",
-                                                      "num_hidden_layers": 32}))  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps({**EXAONE_78B, "model_type": "llama", "num_hidden_layers": 32}))
     return WeightsSource(str(tmp_path), None, False, True)
 
 
 def test_check_fits_refuses_in_one_line_with_a_suggestion_that_fits(tmp_path):
     source = _exaone_source(tmp_path)
-    overrides = ["model=exaone", "method=lora", "train.per_device_batch_size=8", "train.max_length=2048",
-                 "train.gradient_accumulation_steps=2"]  # fmt: skip
+    overrides = [
+        "model=exaone",
+        "method=lora",
+        "train.per_device_batch_size=8",
+        "train.max_length=2048",
+        "train.gradient_accumulation_steps=2",
+    ]
     free = int(23.6 * GIB)
     with pytest.raises(ConfigError) as err:
         memplan.check_fits(compose_config(overrides), source, free)
@@ -309,8 +346,9 @@ def test_suggestions_are_ordered_and_all_fit():
 
 # --------------------------------------------------------------------------- CUDA
 @pytest.mark.gpu
-@pytest.mark.parametrize("model_name, method, gc", [("tiny", "lora", False), ("tiny", "full", True),
-                                                     ("small", "lora", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "model_name, method, gc", [("tiny", "lora", False), ("tiny", "full", True), ("small", "lora", True)]
+)
 def test_estimate_matches_cuda_max_memory_allocated(model_name, method, gc):
     import torch
 
@@ -330,8 +368,9 @@ def test_estimate_matches_cuda_max_memory_allocated(model_name, method, gc):
         bench.train_step(model, optimizer, data)
     peak = torch.cuda.max_memory_allocated()
     # The step above runs outside SFTTrainer, so Liger's kernels (applied by the trainer) are off.
-    est = memplan.estimate_for_config(cfg, memplan.shape_from_source(cfg.model), batch_size=batch, seq_len=seq,
-                                      gradient_checkpointing=gc, liger=False)  # fmt: skip
+    est = memplan.estimate_for_config(
+        cfg, memplan.shape_from_source(cfg.model), batch_size=batch, seq_len=seq, gradient_checkpointing=gc, liger=False
+    )
     assert abs(est.peak_allocated / peak - 1) < TOLERANCE, (est.breakdown(), peak)
 
 

@@ -5,22 +5,35 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medft.training import packing
 from medft.runtime.errors import ConfigError
 from medft.text.labels import build_example
 from medft.text.templates import get_spec
+from medft.training import packing
 
 from conftest import compose_config
 
 CONVERSATIONS = [
-    [{"role": "user", "content": "감기에 걸리면 어떻게 하나요?"}, {"role": "assistant", "content": "충분히 쉬고 물을 많이 드세요."}],
-    [{"role": "system", "content": "의료 상담 도우미입니다."}, {"role": "user", "content": "혈압약은 언제 먹나요?"},
-     {"role": "assistant", "content": "매일 같은 시간에 드세요."}, {"role": "user", "content": "아침에요?"},
-     {"role": "assistant", "content": "네, 아침 식후가 좋습니다."}],
-    [{"role": "user", "content": "두통이 자주 있어요. 원인이 뭘까요? " * 3}, {"role": "assistant", "content": "수면 부족이 흔한 원인입니다."}],
+    [
+        {"role": "user", "content": "감기에 걸리면 어떻게 하나요?"},
+        {"role": "assistant", "content": "충분히 쉬고 물을 많이 드세요."},
+    ],
+    [
+        {"role": "system", "content": "의료 상담 도우미입니다."},
+        {"role": "user", "content": "혈압약은 언제 먹나요?"},
+        {"role": "assistant", "content": "매일 같은 시간에 드세요."},
+        {"role": "user", "content": "아침에요?"},
+        {"role": "assistant", "content": "네, 아침 식후가 좋습니다."},
+    ],
+    [
+        {"role": "user", "content": "두통이 자주 있어요. 원인이 뭘까요? " * 3},
+        {"role": "assistant", "content": "수면 부족이 흔한 원인입니다."},
+    ],
     [{"role": "user", "content": "위염"}, {"role": "assistant", "content": "자극적인 음식을 피하세요."}],
-    [{"role": "user", "content": "허리가 아파요."}, {"role": "assistant", "content": "가벼운 스트레칭이 도움이 됩니다. 통증이 심하면 진료를 받으세요."}],
-]  # fmt: skip
+    [
+        {"role": "user", "content": "허리가 아파요."},
+        {"role": "assistant", "content": "가벼운 스트레칭이 도움이 됩니다. 통증이 심하면 진료를 받으세요."},
+    ],
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +73,12 @@ def test_padded_and_packed_batches_give_the_same_loss(tiny_model, rows):
     from datasets import Dataset
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    padded = DataCollatorForLanguageModeling(pad_token_id=0)([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
-    packed_rows = packing.pack_rows(Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]), 160)
+    padded = DataCollatorForLanguageModeling(pad_token_id=0)(
+        [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+    )
+    packed_rows = packing.pack_rows(
+        Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]), 160
+    )
     assert len(packed_rows) < len(rows), "the rows must actually share packs"
     packed = packing.RowPackedCollator(pad_token_id=0)(list(packed_rows))
     with torch.no_grad():
@@ -81,7 +98,9 @@ def test_trl_flattened_packing_matches_too(tiny_model, rows):
     flat = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(examples)
     flat = {k: flat[k] for k in ("input_ids", "labels", "position_ids")}
     with torch.no_grad():
-        assert torch.allclose(tiny_model(**padded, use_cache=False).loss, tiny_model(**flat, use_cache=False).loss, atol=1e-5)
+        assert torch.allclose(
+            tiny_model(**padded, use_cache=False).loss, tiny_model(**flat, use_cache=False).loss, atol=1e-5
+        )
 
 
 class _LeakyLM(torch.nn.Module):
@@ -103,7 +122,9 @@ def test_probe_turns_packing_off_for_a_leaky_model_and_refuses_when_forced(tiny_
     flash = "flash_attention_2"
     assert not packing.probe_isolation(leaky, tiny_tokenizer).isolated
     assert packing.decide_packing(None, leaky, tiny_tokenizer, "leaky", flash) == (
-        False, packing.probe_isolation(leaky, tiny_tokenizer))  # fmt: skip
+        False,
+        packing.probe_isolation(leaky, tiny_tokenizer),
+    )
     with pytest.raises(ConfigError, match=r"^train.packing=true but model=leaky lets packed rows attend"):
         packing.decide_packing(True, leaky, tiny_tokenizer, "leaky", "sdpa")
     on, probe = packing.decide_packing(None, tiny_model, tiny_tokenizer, "tiny", flash)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from medft.training import causal_mask, supervised_head, trainer
-
 from medft.modeling import models
 from medft.runtime.errors import ConfigError
+from medft.training import causal_mask, supervised_head, trainer
 
 
 def _labels(rows):
@@ -60,8 +59,10 @@ def test_padding_mask_left_out_only_where_nothing_reads_the_pads():
         causal_mask.without_redundant_padding_mask(inputs, "flash_attention_2"),  # unpads with the mask
         causal_mask.without_redundant_padding_mask({**inputs, "position_ids": mask}, "sdpa"),  # packed
         causal_mask.without_redundant_padding_mask({**inputs, "labels": torch.tensor([[1, 2, 3], [1, 2, 3]])}, "sdpa"),
-        causal_mask.without_redundant_padding_mask({**inputs, "attention_mask": torch.tensor([[0, 1, 1], [1, 1, 1]])}, "sdpa"),
-    ]  # fmt: skip
+        causal_mask.without_redundant_padding_mask(
+            {**inputs, "attention_mask": torch.tensor([[0, 1, 1], [1, 1, 1]])}, "sdpa"
+        ),
+    ]
     assert all("attention_mask" in k for k in kept)
 
 
@@ -82,8 +83,8 @@ def padded_batch(compose, tiny_tokenizer):
     """Four shipped conversations, tokenized with medft's labels and padded by TRL's collator."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from medft.text import labels
     from medft.data.cache import prepare_data
+    from medft.text import labels
     from medft.text.templates import get_spec
 
     datasets, _ = prepare_data(compose().data, progress=False)
@@ -123,8 +124,9 @@ def test_head_sees_only_supervised_positions_and_loss_equals_the_models_own(
     expected_grads = {n: p.grad.clone() for n, p in reference.named_parameters() if p.requires_grad}
 
     model = _lora_model(cfg, tiny_source)
-    sft = trainer.build_trainer(model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None,
-                                fused_loss=False)  # fmt: skip
+    sft = trainer.build_trainer(
+        model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None, fused_loss=False
+    )
     seen = {}
     head = model.get_output_embeddings()
     hook = head.register_forward_hook(lambda _m, args, out: seen.update(hidden=args[0].shape, logits=out.shape))
@@ -148,15 +150,17 @@ def test_head_sees_only_supervised_positions_and_loss_equals_the_models_own(
     assert worst < 1e-5
 
 
-def test_a_batch_without_supervised_tokens_gives_zero_loss_and_gradients(compose, tiny_tokenizer, tiny_source,
-                                                                          tmp_path, padded_batch):  # fmt: skip
+def test_a_batch_without_supervised_tokens_gives_zero_loss_and_gradients(
+    compose, tiny_tokenizer, tiny_source, tmp_path, padded_batch
+):
     import torch
 
     rows, batch = padded_batch
     cfg = compose()
     model = _lora_model(cfg, tiny_source)
-    sft = trainer.build_trainer(model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None,
-                                fused_loss=False)  # fmt: skip
+    sft = trainer.build_trainer(
+        model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None, fused_loss=False
+    )
     batch = {**batch, "labels": torch.full_like(batch["labels"], -100)}
     loss = sft.compute_loss(model, batch, num_items_in_batch=torch.tensor(10))
     loss.backward()

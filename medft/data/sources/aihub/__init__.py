@@ -22,11 +22,13 @@ import os
 import re
 import sys
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from medft.data.report import SourceReport
 from medft.data.sources.aihub.files import ANSWER_DIR, QUESTION_DIR, Batch, Listing, Readers, fs_name, is_zip_name, walk
 from medft.data.sources.aihub.parse import (
     ANSWER_PARTS,
@@ -42,7 +44,6 @@ from medft.data.sources.aihub.parse import (
     run_job,
     run_shared_chunk,
 )
-from medft.data.report import SourceReport
 from medft.runtime.errors import DataError
 
 __all__ = ["ANSWER_DIR", "ANSWER_PARTS", "GROUP_BY", "QUESTION_DIR", "STRATIFY", "UNIT", "load", "split_of"]
@@ -100,10 +101,13 @@ def _options(name: str, src: Any) -> tuple[Path, str, int]:
         raise _missing_path(name)
     root = Path(str(src.get("path"))).expanduser()
     if not root.exists():
-        raise DataError(f"data.sources.{name}.path={root} does not exist; point it at the AI Hub 71762 data ({SOURCE_URL})")
+        raise DataError(
+            f"data.sources.{name}.path={root} does not exist; point it at the AI Hub 71762 data ({SOURCE_URL})"
+        )
     if root.is_file() and not is_zip_name(root.name):
         raise DataError(
-            f"data.sources.{name}.path={root} is a file but not a .zip; point it at TL.zip/VL.zip or the folder holding them"
+            f"data.sources.{name}.path={root} is a file but not a .zip; point it at TL.zip/VL.zip or the "
+            "folder holding them"
         )
     if root.is_dir() and fs_name(root.name) in (QUESTION_DIR, ANSWER_DIR):
         raise DataError(
@@ -127,7 +131,8 @@ def _no_questions(name: str, root: Path, listing: Listing) -> DataError:
     else:
         hint = ""
     return DataError(
-        f"data.sources.{name}.path={root}: no '{QUESTION_DIR}/<category>/<disease>/<intention>/*.json' files were found "
+        f"data.sources.{name}.path={root}: no '{QUESTION_DIR}/<category>/<disease>/<intention>/*.json' files "
+        "were found "
         f"in the folders or zips below it{hint}; point it at the AI Hub 71762 labelled data "
         f"(TL.zip/VL.zip or their unzipped folders, {SOURCE_URL})"
     )
@@ -404,8 +409,8 @@ def _merge(params: Params, chunks: list[list], report: SourceReport) -> dict[str
                     report.ignore(reason, rel)
                 else:
                     cp949.append(rel)
-            stats = [a + b for a, b in zip(stats, result.stats)]
-    s = dict(zip(STAT_KEYS, stats))
+            stats = [a + b for a, b in zip(stats, result.stats, strict=False)]
+    s = dict(zip(STAT_KEYS, stats, strict=False))
     report.read += s["read"]
     report.used += s["questions_paired"] + s["answers_used"]
     report.info["pairing"] = {
@@ -463,7 +468,13 @@ def load(
 
 
 def _load(
-    root: Path, params: Params, report: SourceReport, progress: bool, workers: int, pool_threshold: int, chunk_files: int
+    root: Path,
+    params: Params,
+    report: SourceReport,
+    progress: bool,
+    workers: int,
+    pool_threshold: int,
+    chunk_files: int,
 ) -> dict[str, list[dict]]:
     listing = Listing([], [], [], [])
     groups = Groups(report)
@@ -505,8 +516,10 @@ def _load(
         redo = _with_records(params.name, params.policy)
         with Readers() as readers:
             chunks = [
-                [redo([run_job(params, groups.jobs[r.key], readers)])[0] if r.key in groups.dirty else (r, rows)
-                 for r, rows in chunk]  # fmt: skip
+                [
+                    redo([run_job(params, groups.jobs[r.key], readers)])[0] if r.key in groups.dirty else (r, rows)
+                    for r, rows in chunk
+                ]
                 for chunk in chunks
             ]
     return _merge(params, chunks, report)

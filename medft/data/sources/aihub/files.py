@@ -14,7 +14,8 @@ import struct
 import unicodedata
 import zipfile
 import zlib
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 QUESTION_DIR = "1.질문"
 ANSWER_DIR = "2.답변"
@@ -225,7 +226,16 @@ def _zipfile_members(path: str) -> list[tuple[str, Member]]:
     return [
         (
             member_name(info),
-            Member(path, i, info.header_offset, info.compress_type, info.compress_size, info.file_size, info.CRC, info.flag_bits),
+            Member(
+                path,
+                i,
+                info.header_offset,
+                info.compress_type,
+                info.compress_size,
+                info.file_size,
+                info.CRC,
+                info.flag_bits,
+            ),
         )
         for i, info in enumerate(infos)
         if not info.is_dir()
@@ -267,8 +277,16 @@ def list_zip(path: str, rel_prefix: str, above_base: tuple[str, ...], listing: L
             names = [n for n, _ in entries]
         if names:
             batches.append(
-                Batch(parts[at], above_base + parts[:at], parts[at + 1 :], rel_dir, None,
-                      names, [m for _, m in entries], len(set(names)) != len(names))  # fmt: skip
+                Batch(
+                    parts[at],
+                    above_base + parts[:at],
+                    parts[at + 1 :],
+                    rel_dir,
+                    None,
+                    names,
+                    [m for _, m in entries],
+                    len(set(names)) != len(names),
+                )
             )
     return batches
 
@@ -339,9 +357,11 @@ def _walk(
             names = files if joined.isascii() else [fs_name(n) for n in files]
             renamed = names is not files and names != files
             if at is None:
-                for raw, name in zip(files, names):
+                for raw, name in zip(files, names, strict=False):
                     if is_zip_name(name):
-                        yield from list_zip(base + raw, "/".join((*parts, name)), root_parts + parts + (_stem(name),), listing)
+                        yield from list_zip(
+                            base + raw, "/".join((*parts, name)), root_parts + parts + (_stem(name),), listing
+                        )
             else:
                 rel_dir = "/".join(parts)
                 if joined.count(".json\0") != len(files) or ("\0" + joined).count("\0._"):
@@ -352,7 +372,9 @@ def _walk(
                     )
                     files, names = [files[i] for i in keep], [names[i] for i in keep]
                 if names:
-                    yield Batch(parts[at], root_parts + parts[:at], parts[at + 1 :], rel_dir, base, names, files, renamed)
+                    yield Batch(
+                        parts[at], root_parts + parts[:at], parts[at + 1 :], rel_dir, base, names, files, renamed
+                    )
         subdirs = []
         for raw in sorted(dirs, reverse=True):  # popped in name order: depth-first, sorted
             name = fs_name(raw)
@@ -415,7 +437,11 @@ class Readers:
         try:
             for name in refs:
                 try:
-                    fd = open_(name, os.O_RDONLY, dir_fd=dir_fd) if dir_fd is not None else open_(base + name, os.O_RDONLY)
+                    fd = (
+                        open_(name, os.O_RDONLY, dir_fd=dir_fd)
+                        if dir_fd is not None
+                        else open_(base + name, os.O_RDONLY)
+                    )
                     try:
                         data = read(fd, _FIRST_READ)
                         if len(data) == _FIRST_READ:
@@ -471,7 +497,15 @@ class Readers:
             if archive is None:
                 archive = self._zips[m.zip_path] = zipfile.ZipFile(m.zip_path)
             return archive.read(archive.infolist()[m.index])
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error, ValueError, IndexError) as err:
+        except (
+            zipfile.BadZipFile,
+            NotImplementedError,
+            RuntimeError,
+            EOFError,
+            zlib.error,
+            ValueError,
+            IndexError,
+        ) as err:
             raise BrokenMember(str(err)) from None
 
     def close(self) -> None:
@@ -485,9 +519,8 @@ class Readers:
         self._fds.clear()
         self._zips.clear()
 
-    def __enter__(self) -> "Readers":
+    def __enter__(self) -> Readers:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-

@@ -70,7 +70,7 @@ class GroupResult(NamedTuple):
     """What one group came to: its pairs (None when it made none), report events and counts."""
 
     key: tuple[str, str, str, str]
-    paired: "Paired | None"
+    paired: Paired | None
     events: list[tuple[str, str, str]]  # ("skip" | "leave" | "ignore" | "info", reason, rel)
     stats: list[int]  # in STAT_KEYS order
 
@@ -179,7 +179,7 @@ def read_items(folders: list, is_question: bool, readers: Readers, events: list)
     items: dict[str, Item] = {}
     read = 0
     for rel_dir, base, names, refs in folders:
-        for name, raw in zip(names, readers.read_all(base, refs)):
+        for name, raw in zip(names, readers.read_all(base, refs), strict=False):
             read += 1
             rel = f"{rel_dir}/{name}"
             if raw.__class__ is not bytes:
@@ -251,7 +251,9 @@ def pair_group(params: Params, job: Job, qs: list[Item], ans: list[Item], out: G
     used = sorted(set(a_index))
     if len(used) != n:  # send back only the answers used
         chosen = set(used)
-        out.events.extend(("leave", "answer_not_chosen_by_pairing", a.rel) for k, a in enumerate(ans) if k not in chosen)
+        out.events.extend(
+            ("leave", "answer_not_chosen_by_pairing", a.rel) for k, a in enumerate(ans) if k not in chosen
+        )
         slot = {k: i for i, k in enumerate(used)}
         a_index = [slot[k] for k in a_index]
         ans = [ans[k] for k in used]
@@ -268,7 +270,7 @@ def records(name: str, policy: str, paired: Paired) -> list[dict]:
     qs, ans = paired.questions, paired.answers
     out = []
     append = out.append
-    for qi, ai in zip(range(len(qs)) if paired.q is None else paired.q, paired.a):
+    for qi, ai in zip(range(len(qs)) if paired.q is None else paired.q, paired.a, strict=False):
         q, a = qs[qi], ans[ai]
         append(
             {
