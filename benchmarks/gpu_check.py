@@ -48,7 +48,7 @@ def freeze_bf16(work: Path) -> None:
     import torch
 
     from medft.modeling import methods
-    from medft.training import pipeline
+    from medft.training import steps
 
     common = [
         "method=freeze",
@@ -59,7 +59,7 @@ def freeze_bf16(work: Path) -> None:
         "train.per_device_batch_size=4",
     ]
     caught: dict = {}
-    real_apply, real_save = methods.apply_method, pipeline._save
+    real_apply, real_save = methods.apply_method, steps.save_artifact
 
     def apply(model, *a, **k):
         caught["start"] = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -69,12 +69,12 @@ def freeze_bf16(work: Path) -> None:
         caught["trained"] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         return real_save(sft, model, tok, cfg, run_dir, dtype)
 
-    methods.apply_method, pipeline._save = apply, save
+    methods.apply_method, steps.save_artifact = apply, save
     try:
         bf16 = _train([*common, "model.dtype=bfloat16", "train.bf16=true"], work / "bf16")
         fp32 = _train([*common, "model.dtype=float32", "train.bf16=false"], work / "fp32")
     finally:
-        methods.apply_method, pipeline._save = real_apply, real_save
+        methods.apply_method, steps.save_artifact = real_apply, real_save
     mats = {n: w for n, w in caught["trained"].items() if w.dim() == 2 and n.startswith("model.layers.")}
     total = sum(w.numel() for w in mats.values())
     moved = sum(int((w != caught["start"][n].float()).sum()) for n, w in mats.items()) / total

@@ -1,4 +1,4 @@
-"""Peak memory of a training step: ``medft.training.memplan``'s estimate against measurements.
+"""Peak memory of a training step: ``medft.training.memory``'s estimate against measurements.
 
     .venv/bin/python benchmarks/memory.py [--models tiny,small] [--methods lora,full,freeze]
                                           [--shapes 2x256,4x512] [--gc both|on|off] [--no-rss]
@@ -421,7 +421,7 @@ def run_child(overrides: list[str], gc: bool, batch: int, seq: int, timeout: flo
 
 # ----------------------------------------------------------------------------- estimate
 def planner_estimate(cfg, batch: int, seq: int, gc: bool):
-    from medft.training.memplan import estimate_for_config, shape_from_source
+    from medft.training.memory import estimate_for_config, shape_from_source
 
     shape = shape_from_source(cfg.model)
     return estimate_for_config(

@@ -210,28 +210,25 @@ def build_b(ctx: Context):
 
 def build_c(ctx: Context):
     """medft.training.pipeline.run_training's composition, minus evaluation, saving and tracking."""
+    from dataclasses import replace
+
+    from medft.config.resolve import resolve
     from medft.modeling import methods, models
+    from medft.runtime.devices import device_facts
     from medft.training import packing as packing_lib
     from medft.training import trainer as trainer_lib
 
     cfg = ctx.cfg
-    model = models.load_model(cfg.model, cfg.method, ctx.device)
-    attention = getattr(model.config, "_attn_implementation", None)
+    resolved = resolve(cfg, replace(device_facts(free_memory=False), kind=ctx.device))
+    model = models.load_model(cfg.model, cfg.method, ctx.device, attention=resolved.attention)
+    attention = resolved.attention
     packing, _probe = packing_lib.decide_packing(cfg.train.packing, model, ctx.tokenizer, cfg.model.name, attention)
-    gc = trainer_lib.use_gradient_checkpointing(cfg, ctx.device)
+    resolved = resolved.with_packing(packing)
+    gc = resolved.gradient_checkpointing
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc)
-    flatten = packing and attention == "flash_attention_2"
-    fused_loss = trainer_lib.use_fused_loss(cfg, ctx.device)
-    args = trainer_lib.sft_config(
-        cfg,
-        ctx.workdir / "c",
-        ctx.device,
-        [],
-        has_eval=False,
-        flatten_packs=flatten,
-        packing=packing,
-        gradient_checkpointing=gc,
-    )
+    flatten = resolved.flatten_packs
+    fused_loss = resolved.fused_loss
+    args = trainer_lib.sft_config(cfg, ctx.workdir / "c", resolved, [], has_eval=False)
     rows = ctx.data["c"]
     if packing:
         rows = packing_lib.pack_rows(rows, cfg.train.max_length)

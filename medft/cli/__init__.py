@@ -15,7 +15,8 @@ import sys
 import typing
 from pathlib import Path
 
-from medft.config import CONF_DIR, RootConfig
+from medft.config import CONF_DIR, ConfigViolations, RootConfig
+from medft.config.loading import unwrap_optional
 from medft.runtime.errors import ConfigError, MedftError
 
 GROUPS = ("model", "data", "method", "experiment", "logger", "eval", "sweep")
@@ -26,11 +27,23 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
     raise SystemExit(code)
 
 
+def fail_all(problems: list[str], code: int = 2) -> typing.NoReturn:
+    """Several problems at once: a header line, then each problem on its own line."""
+    if len(problems) == 1:
+        fail(problems[0], code)
+    lines = [f"medft: error: {len(problems)} problems in the config:", *(f"  - {p}" for p in problems)]
+    print("\n".join(lines), file=sys.stderr)
+    raise SystemExit(code)
+
+
 @contextlib.contextmanager
 def user_errors():
-    """Turn MedftError into one line on stderr and exit status 2, no traceback."""
+    """Turn MedftError into one line on stderr (one line per violation of the config's rules)
+    and exit status 2, no traceback."""
     try:
         yield
+    except ConfigViolations as err:
+        fail_all(err.violations)
     except MedftError as err:
         fail(str(err))
 
@@ -50,21 +63,12 @@ def _split_values(value: str) -> list[str]:
     return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
 
 
-def _unwrap(tp):
-    """Optional[X] -> X; leave other types alone."""
-    if typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
 def _check_key(path: list[str]) -> str | None:
     """None when the dotted key exists in the schema, else a one-line message."""
     node = RootConfig
     walked: list[str] = []
     for part in path:
-        node = _unwrap(node)
+        node = unwrap_optional(node)
         if typing.get_origin(node) in (dict, dict):
             node = typing.get_args(node)[1]
             walked.append(part)
@@ -195,30 +199,36 @@ def prepare_overrides(argv: list[str]) -> list[str]:
 
 
 def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Raise ConfigError for an unknown group option or config key on the command line."""
-    skeleton = None
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        if key == "hydra/launcher" and value.startswith(("slurm", "submitit")) and not _has_slurm_launcher():
-            raise ConfigError(f'hydra/launcher={value} needs the SLURM launcher plugin: pip install -e ".[slurm]"')
-        if key.startswith(("+", "~", "hydra")):
-            continue
-        key = key.removeprefix("override ")
-        if key in GROUPS:
-            options = group_options(key, conf_dir)
-            for option in _split_values(value):
-                if option in ("null", "") or option in options or "*" in option:
-                    continue
-                close = difflib.get_close_matches(option, options, n=1)
-                hint = f"did you mean {key}={close[0]}? " if close else ""
-                raise ConfigError(f"{key}={option} is not a {key} config; {hint}choose one of: {', '.join(options)}")
-            continue
-        message = _check_key(key.split("."))
-        if message:
-            raise ConfigError(message)
-        skeleton = skeleton if skeleton is not None else _typed_skeleton()
-        message = _check_value(key, value, skeleton)
-        if message:
-            raise ConfigError(message)
+    """Raise ConfigError for unknown group options and config keys on the command line: one
+    ConfigViolations naming every bad override, one line each."""
+    skeleton: list = []  # built on first need, shared by this call's values
+    found = [message for arg in argv if (message := _check_override(arg, conf_dir, skeleton)) is not None]
+    if found:
+        raise ConfigViolations(found)
+
+
+def _check_override(arg: str, conf_dir: Path, skeleton: list) -> str | None:
+    """None when one command-line argument names a known option or key with a value of its type."""
+    if arg.startswith("-") or "=" not in arg:
+        return None
+    key, value = arg.split("=", 1)
+    if key == "hydra/launcher" and value.startswith(("slurm", "submitit")) and not _has_slurm_launcher():
+        return f'hydra/launcher={value} needs the SLURM launcher plugin: pip install -e ".[slurm]"'
+    if key.startswith(("+", "~", "hydra")):
+        return None
+    key = key.removeprefix("override ")
+    if key in GROUPS:
+        options = group_options(key, conf_dir)
+        for option in _split_values(value):
+            if option in ("null", "") or option in options or "*" in option:
+                continue
+            close = difflib.get_close_matches(option, options, n=1)
+            hint = f"did you mean {key}={close[0]}? " if close else ""
+            return f"{key}={option} is not a {key} config; {hint}choose one of: {', '.join(options)}"
+        return None
+    message = _check_key(key.split("."))
+    if message:
+        return message
+    if not skeleton:
+        skeleton.append(_typed_skeleton())
+    return _check_value(key, value, skeleton[0])

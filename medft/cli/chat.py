@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
+from medft.runtime import console
 
 register_schemas()
 
@@ -110,6 +111,7 @@ def main(cfg: DictConfig) -> None:
 
 def run() -> None:
     """`python -m medft.chat` and `medft chat` start here."""
+    sys.argv[1:] = console.setup(sys.argv[1:])
     with user_errors():
         sys.argv[1:] = prepare_overrides(sys.argv[1:])
     main()

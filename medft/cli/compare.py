@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from medft.runs.compare import OPTIONS, collect_runs, default_direction, is_run_dir, write_outputs
+from medft.runtime import console
 from medft.runtime.errors import ConfigError
 
 
@@ -83,4 +84,4 @@ def main(argv: list[str] | None = None) -> None:
 
 def run() -> None:
     """`python -m medft.compare` and `medft compare` start here."""
-    main()
+    main(console.setup(sys.argv[1:]))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
+from medft.runtime import console
 
 register_schemas()
 
@@ -39,12 +40,19 @@ def main(cfg: DictConfig) -> float | None:
         result, path = evaluate(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
     print(format_table(result))
     print(f"medft: results {path}")
+    if cfg.run and cfg.logger.backend != "none":
+        from medft.cli.summary import wandb_line
+
+        line = wandb_line(Path(str(cfg.run)))  # the run's own W&B run, which the scores went into
+        if line:
+            print(line)
     headline = next(iter(result["metrics"].values()), None)
     return headline if isinstance(headline, float) else None
 
 
 def run() -> None:
     """`python -m medft.evaluate` and `medft evaluate` start here."""
+    sys.argv[1:] = console.setup(sys.argv[1:])
     with user_errors():
         sys.argv[1:] = prepare_overrides(sys.argv[1:])
     main()

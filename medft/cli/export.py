@@ -16,6 +16,7 @@ from pathlib import Path
 
 from medft.cli import fail, prepare_overrides, user_errors
 from medft.runs.export import export_run, push, summary
+from medft.runtime import console
 
 log = logging.getLogger("medft")
 
@@ -81,5 +82,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """`python -m medft.export` and `medft export` start here."""
+    argv = console.setup(sys.argv[1:])
+    console.quiet_known_warnings()  # before the weights load: no "Loading weights" bar
     with user_errors():
-        main(sys.argv[1:])
+        main(argv)

@@ -13,6 +13,7 @@ import os
 import sys
 
 from medft.cli import fail, prepare_overrides, user_errors
+from medft.runtime import console
 
 
 def _flag(value: str) -> bool:
@@ -138,4 +139,5 @@ def main() -> None:
 
 def run() -> None:
     """`python -m medft.labels` and `medft labels` start here."""
+    sys.argv[1:] = console.setup(sys.argv[1:])
     main()

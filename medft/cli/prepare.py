@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
 from medft.data.report import summary_table
+from medft.runs.rundir import RunDir
+from medft.runtime import console
 
 register_schemas()
 
@@ -27,7 +29,7 @@ def export_tables(cfg: DictConfig, datasets, run_dir: Path) -> list[Path]:
 
     written = []
     for name, source in cfg.data.sources.items():
-        if getattr(source.kind, "value", source.kind) != "hira_csv":
+        if source.kind != "hira_csv":
             continue
         by_split = {split: [r for r in datasets[split] if r["meta"]["source"] == name] for split in datasets}
         out = run_dir / "hira_jsonl" / name
@@ -54,9 +56,9 @@ def main(cfg: DictConfig) -> None:
             check_contamination(cfg, datasets, report)
         except DataError as err:
             if getattr(err, "report", None):
-                rundir.write_json(run_dir / "data_report.json", err.report)
+                rundir.write_json(RunDir(run_dir).data_report, err.report)
             raise
-        rundir.write_json(run_dir / "data_report.json", report)
+        rundir.write_json(RunDir(run_dir).data_report, report)
         exported = export_tables(cfg, datasets, run_dir)
     print(summary_table(report))
     cache = report["cache"]
@@ -69,6 +71,7 @@ def main(cfg: DictConfig) -> None:
 
 def run() -> None:
     """`python -m medft.prepare` and `medft prepare` start here."""
+    sys.argv[1:] = console.setup(sys.argv[1:])
     with user_errors():
         sys.argv[1:] = prepare_overrides(sys.argv[1:])
     main()

@@ -1,18 +1,6 @@
 """python -m medft.serve run=<run dir> | model=<name> [chat.port=7860] [chat.host=127.0.0.1]
 
-A chat page on localhost for a trained run, so a run can be tried in a browser by people who
-do not use a terminal. The standard library's HTTP server is enough for one local user and
-adds no dependency; every reply goes through medft.serving.chat_session, as in medft.cli.chat.
-
-The page keeps the conversation and sends it with each message, so the server holds no
-per-user state and a restart loses nothing the page shows:
-
-    POST /api/chat  {"history": [{"role": "user"|"assistant", "content": ...}, ...],
-                     "message": "...", "stream": false}
-      -> {"reply": "...", "new_tokens": n, "seconds": s, "dropped_turns": k}
-    with "stream": true: one JSON object per line, {"text": ...} as the reply grows, then
-      {"done": true, "reply": ..., ...} (or {"error": ...}).
-    GET /api/info -> what is loaded, the system prompt and the disclaimer.
+Starts the chat page and its JSON API (medft.serving.server) on localhost and serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,6 +12,7 @@ from omegaconf import DictConfig
 
 from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
+from medft.runtime import console
 from medft.serving.server import DISCLAIMER, is_loopback, make_server
 
 register_schemas()
@@ -54,6 +43,7 @@ def main(cfg: DictConfig) -> None:
 
 def run() -> None:
     """`python -m medft.serve` and `medft serve` start here."""
+    sys.argv[1:] = console.setup(sys.argv[1:])
     with user_errors():
         sys.argv[1:] = prepare_overrides(sys.argv[1:])
     main()

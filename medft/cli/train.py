@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 
 from medft.cli import fail, prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
+from medft.runs.rundir import RunDir
+from medft.runtime import console
 
 register_schemas()
 log = logging.getLogger("medft")
@@ -43,6 +45,11 @@ def _report(job, metrics: dict) -> None:
         f"medft: train loss {metrics['train_loss_first']:.4f} -> {metrics['train_loss']:.4f}"
         + (f" | validation loss {first:.4f} (step 0) -> {last:.4f}" if last is not None and first is not None else "")
     )
+    from medft.cli.summary import speed_line, wandb_line
+
+    for line in (speed_line(job.run_dir, metrics), wandb_line(job.run_dir)):
+        if line:
+            print(line)
 
 
 def _run(cfg: DictConfig, job):
@@ -75,7 +82,7 @@ def main(cfg: DictConfig) -> float | None:
         return _run(cfg, job)
     except Exception as err:  # noqa: BLE001 - any trial error is the trial's, not the sweep's
         record_failure(job.run_dir, err)
-        log.error("job %s failed: %s (details in %s)", job.run_dir.name, err, job.run_dir / "failed.json")
+        log.error("job %s failed: %s (details in %s)", job.run_dir.name, err, RunDir(job.run_dir).failed)
         print(
             f"medft: job {job.run_dir.name} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
             file=sys.stderr,
@@ -90,13 +97,14 @@ def _refuse_foreign_torchrun() -> None:
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not os.environ.get("MEDFT_WORKER"):
         fail(
-            "do not start medft.cli.train under torchrun; run `python -m medft.train ... "
+            "do not start medft.train under torchrun; run `python -m medft.train ... "
             "launcher.nproc_per_node=<GPUs>` and medft starts torchrun with one run dir"
         )
 
 
 def run() -> None:
     """`python -m medft.train` and `medft train` start here."""
+    sys.argv[1:] = console.setup(sys.argv[1:])
     with user_errors():
         _refuse_foreign_torchrun()
         sys.argv[1:] = prepare_overrides(sys.argv[1:])

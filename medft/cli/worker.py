@@ -13,14 +13,12 @@ from pathlib import Path
 
 
 def load_frozen(run_dir: Path):
-    from omegaconf import OmegaConf
-
-    from medft.config import RootConfig
+    from medft.config import load_config
     from medft.training.distributed import FROZEN
     from medft.training.pipeline import JobInfo
 
     folder = run_dir / FROZEN
-    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), OmegaConf.load(folder / "config.yaml"))
+    cfg = load_config(folder / "config.yaml")
     job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
     sweep_dir = job.get("sweep_dir")
     return cfg, JobInfo(run_dir=run_dir, overrides=job["overrides"], sweep_dir=Path(sweep_dir) if sweep_dir else None)
@@ -62,6 +60,9 @@ def run() -> None:
     """`python -m medft.worker` and `medft worker` start here."""
     import logging
 
+    from medft.runtime import console
+
+    console.setup()  # the parent's verbosity, from the environment
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] rank %(rank)s - %(message)s")
     from medft.runtime.distributed import rank
 

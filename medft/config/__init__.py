@@ -1,10 +1,18 @@
-"""The config layer: typed schemas of every config group (schema), and the checks of a composed config."""
+"""The config layer: typed schemas of every config group (schema), the cross-field rules of a
+composed config (rules), and saved configs read back through the schema (loading)."""
 
-from medft.config.schema import (
-    CONF_DIR,
-    PACKAGE_DIR,
+from medft.config.loading import from_container, load_config
+from medft.config.paths import CONF_DIR, PACKAGE_DIR, SAMPLES_DIR, slug
+from medft.config.rules import (
+    METRIC_KEYS,
     REMOTE_CODE_CHOICES,
-    SAMPLES_DIR,
+    ConfigViolations,
+    bitsandbytes_available,
+    check_objective,
+    validate,
+    violations,
+)
+from medft.config.schema import (
     Attention,
     ChatConfig,
     DataConfig,
@@ -30,11 +38,8 @@ from medft.config.schema import (
     Strategy,
     TinyArchitecture,
     TrainConfig,
-    bitsandbytes_available,
     register_schemas,
-    slug,
     to_container,
-    validate,
 )
 
 __all__ = [
@@ -70,6 +75,12 @@ __all__ = [
     "slug",
     "bitsandbytes_available",
     "REMOTE_CODE_CHOICES",
+    "METRIC_KEYS",
+    "ConfigViolations",
     "validate",
+    "violations",
+    "check_objective",
     "to_container",
+    "load_config",
+    "from_container",
 ]

@@ -10,7 +10,6 @@ package stays cheap: the loaders and ``datasets`` are imported when used.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections import Counter
 from typing import Any
@@ -19,17 +18,11 @@ from medft.data.clean import clean_source
 from medft.data.mixture import apply_weights
 from medft.data.records import unify_meta, with_system
 from medft.data.report import DataReport, SourceReport
+from medft.data.sources import SourceLoader, loader
 from medft.data.splits import SPLITS, cap_records, carve, ensure_nonempty, resolve_leaks
 from medft.runtime.errors import DataError
 
 __all__ = ["SPLITS", "collect_records", "load_datasets", "to_dataset_dict"]
-
-_LOADERS = {
-    "aihub": "medft.data.sources.aihub",
-    "pubmedqa_ko": "medft.data.sources.pubmedqa",
-    "hira": "medft.data.sources.hira",
-    "hira_csv": "medft.data.sources.hira_csv",
-}
 
 
 def _value(x: Any) -> str:
@@ -66,11 +59,11 @@ def seed_of(data_cfg: Any) -> int:
 
 def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progress: bool) -> dict[str, list[dict]]:
     kind = _kind(name, src)
-    module = importlib.import_module(_LOADERS[kind])
+    source: SourceLoader = loader(kind)
     sreport = report.add_source(name, kind, src.get("path") or src.get("hub_id"))
-    sreport.unit = getattr(module, "UNIT", "items")
+    sreport.unit = source.unit
     seed = int(data_cfg.get("seed", 42))
-    by_split = module.load(name, src, seed=seed, report=sreport, progress=progress)
+    by_split = source.load(name, src, seed=seed, report=sreport, progress=progress)
     sreport.start_rows(sum(len(v) for v in by_split.values()))
     by_split = clean_source(
         by_split,
@@ -93,15 +86,15 @@ def _load_source(name: str, src: Any, data_cfg: Any, report: DataReport, progres
         validation_ratio=float(data_cfg.get("validation_ratio", 0.1)),
         test_ratio=float(data_cfg.get("test_ratio", 0.1)),
         seed=seed,
-        stratify=module.STRATIFY,
+        stratify=source.stratify,
         salt=name,
-        group_by=getattr(module, "GROUP_BY", ()),
+        group_by=source.group_by,
     )
     sreport.info.update(carved)
     limit = src.get("max_records")
     if limit is not None:
         before = by_split["train"]
-        by_split["train"] = cap_records(before, int(limit), seed=seed, stratify=module.STRATIFY, salt=name)
+        by_split["train"] = cap_records(before, int(limit), seed=seed, stratify=source.stratify, salt=name)
         _drop_missing(sreport, "max_records", before, by_split["train"])
         sreport.info["max_records"] = {"limit": int(limit), "dropped_from_train": len(before) - len(by_split["train"])}
     return by_split
@@ -140,8 +133,7 @@ def _resolve_leaks(splits: dict[str, list[dict]], report: DataReport, allow: boo
 def _group_by(data_cfg: Any) -> dict[str, tuple[str, ...]]:
     """Each source's own group fields, by source name."""
     sources = data_cfg.get("sources") or {}
-    modules = {str(n): importlib.import_module(_LOADERS[_kind(str(n), s)]) for n, s in sources.items()}
-    return {name: tuple(getattr(module, "GROUP_BY", ())) for name, module in modules.items()}
+    return {str(n): loader(_kind(str(n), s)).group_by for n, s in sources.items()}
 
 
 def collect_records(data_cfg: Any, *, progress: bool = True) -> tuple[dict[str, list[dict]], DataReport]:

@@ -93,7 +93,7 @@ def _load_index(cfg, name: str) -> tuple[str, Index | None]:
         "train.eval_benchmarks" if name in (cfg.train.get("eval_benchmarks") or ()) else "data.contamination_benchmarks"
     )
     eval_cfg = load_benchmark(name, key, chosen=cfg.get("eval"))
-    kind = str(getattr(eval_cfg.kind, "value", eval_cfg.kind))
+    kind = str(eval_cfg.kind)
     if kind not in BUILDERS:
         return kind, None
     index = Index()
@@ -132,7 +132,7 @@ def _scan(index: Index, keyed: dict[str, list[tuple[str, str]]], excuse_prompts:
 
 
 def _has_source(cfg, kind: str) -> bool:
-    return any(str(getattr(s.kind, "value", s.kind)) == kind for s in (cfg.data.get("sources") or {}).values())
+    return any(str(s.kind) == kind for s in (cfg.data.get("sources") or {}).values())
 
 
 def check_contamination(cfg, datasets, report: dict) -> dict:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 
+from medft.config import EvalKind
 from medft.evals import scoring
+from medft.evals.benchmark import FunctionBenchmark
 from medft.evals.generation import Prompter, batches, generate_batch
 from medft.modeling.generate import generation_kwargs
-from medft.runtime.errors import DataError
+from medft.runtime.errors import ConfigError, DataError
 from medft.text.labels import IGNORE_INDEX, RowError, build_example
 from medft.text.templates import get_spec
 
@@ -143,3 +145,14 @@ def _by_source(items: list[dict]) -> dict:
 
 def count(rows: list[dict]) -> int:
     return len(rows)
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def check(eval_cfg) -> None:
+    if eval_cfg.split not in SPLITS:
+        raise ConfigError(f"eval.split={eval_cfg.split} must be one of {', '.join(SPLITS)} for eval=heldout")
+
+
+BENCHMARK = FunctionBenchmark(EvalKind.heldout, load_items, score, count, check)

@@ -22,16 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from medft.config import EvalKind
 from medft.evals import scoring
+from medft.evals.benchmark import FunctionBenchmark, use_chat_template
 from medft.evals.generation import Prompter, batches, generate_batch
-from medft.evals.settings import use_chat_template
 from medft.modeling.generate import generation_kwargs
-from medft.runtime.errors import DataError
+from medft.runtime.errors import ConfigError, DataError
 
 FEATURES = ("subject", "year", "period", "q_number", "question", "A", "B", "C", "D", "E", "answer", "cot")
 REQUIRED = ("question", "A", "B", "C", "D", "E", "answer")
 FEWSHOT_SPLIT = "fewshot"
 _EXTENSIONS = (".parquet", ".jsonl", ".json", ".csv")
+SUBSETS = ("doctor", "nurse", "pharm", "dentist")
 SCORES = ("exact_match", "lenient_match", "no_answer_rate")
 
 
@@ -227,3 +229,14 @@ def headline(groups: dict[str, dict]) -> dict:
 
 def count(subsets: list[Subset]) -> int:
     return sum(len(s.items) for s in subsets)
+
+
+def check(eval_cfg) -> None:
+    if not eval_cfg.subsets:
+        raise ConfigError(f"eval.subsets is empty; choose from: {', '.join(SUBSETS)}")
+    unknown = [s for s in eval_cfg.subsets if s not in SUBSETS]
+    if unknown:
+        raise ConfigError(f"eval.subsets: {unknown[0]} is not a KorMedMCQA subset; choose from: {', '.join(SUBSETS)}")
+
+
+BENCHMARK = FunctionBenchmark(EvalKind.kormedmcqa, load_items, score, count, check, fewshot=True)

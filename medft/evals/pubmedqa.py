@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medft.config import EvalKind
 from medft.data.records import clean_text, question_key
 from medft.data.sources.pubmedqa import DECISIONS, format_user, read_hub, read_local
 from medft.evals import scoring
+from medft.evals.benchmark import FunctionBenchmark, use_chat_template
 from medft.evals.generation import Prompter, batches, continuation_logprobs, generate_batch
-from medft.evals.settings import use_chat_template
 from medft.modeling.generate import generation_kwargs
 from medft.runtime.errors import DataError
 
@@ -44,7 +45,7 @@ def _records(eval_cfg) -> list[tuple[str | None, dict]]:
 
 def seen_in_training(run_cfg) -> set[str]:
     """Question keys of the run's train and validation splits, when it trained on PubMedQA-Ko."""
-    kinds = {str(getattr(s.kind, "value", s.kind)) for s in run_cfg.data.sources.values()}
+    kinds = {str(s.kind) for s in run_cfg.data.sources.values()}
     if "pubmedqa_ko" not in kinds:
         return set()
     from medft.data.cache import prepare_data
@@ -149,3 +150,6 @@ def score(loaded, eval_cfg, data: Items, progress=None) -> dict:
 
 def count(data: Items) -> int:
     return len(data.items)
+
+
+BENCHMARK = FunctionBenchmark(EvalKind.pubmedqa_ko, load_items, score, count)

@@ -6,7 +6,6 @@ of training (``train.eval_benchmarks``, :func:`run_benchmarks`, :func:`benchmark
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -15,30 +14,22 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from medft.config import EvalKind
+from medft.evals import registry
 from medft.evals import settings as eval_settings
+from medft.evals.benchmark import use_chat_template
 from medft.evals.tracking import log_result, start_eval_run
 from medft.runs import rundir
+from medft.runs.rundir import RunDir
 from medft.runtime.console import quiet_known_warnings
 from medft.runtime.errors import ConfigError, MedftError
 
 log = logging.getLogger("medft")
 
-MODULES = {
-    EvalKind.kormedmcqa: "medft.evals.kormedmcqa",
-    EvalKind.pubmedqa_ko: "medft.evals.pubmedqa",
-    EvalKind.heldout: "medft.evals.heldout",
-}
-
-
-def _module(eval_cfg):
-    return importlib.import_module(MODULES[EvalKind(getattr(eval_cfg.kind, "value", eval_cfg.kind))])
-
 
 def load_data(eval_cfg, model_cfg, trained: bool):
     """The benchmark's items. ``model_cfg`` is the run's (or the base model's) full config;
     ``trained`` says the model was fine-tuned with it, so its training data is known."""
-    return _module(eval_cfg).load_items(eval_cfg, model_cfg, trained)
+    return registry.benchmark(eval_cfg.kind).load_items(eval_cfg, model_cfg, trained)
 
 
 def describe_model(loaded) -> dict:
@@ -47,7 +38,7 @@ def describe_model(loaded) -> dict:
     return {
         "run_dir": str(loaded.run_dir) if loaded.run_dir else None,
         "model": cfg.model.name,
-        "method": getattr(method, "value", method) if loaded.run_dir else None,
+        "method": str(method) if loaded.run_dir and method is not None else None,
         "data": cfg.data.name if loaded.run_dir else None,
         "is_adapter": loaded.is_adapter,
     }
@@ -57,18 +48,18 @@ def score_benchmark(loaded, eval_cfg, data, progress: bool = True) -> dict:
     """Score ``data`` and wrap the numbers with what was scored, how, and by which model."""
     from tqdm.auto import tqdm
 
-    module = _module(eval_cfg)
+    benchmark = registry.benchmark(eval_cfg.kind)
     name = eval_cfg.name
     started = time.perf_counter()
     was_training = loaded.model.training
     loaded.model.eval()
     try:
-        with tqdm(total=module.count(data), desc=f"{name}", unit="item", disable=not progress) as bar:
-            scored = module.score(loaded, eval_cfg, data, bar)
+        with tqdm(total=benchmark.count(data), desc=f"{name}", unit="item", disable=not progress) as bar:
+            scored = benchmark.score(loaded, eval_cfg, data, bar)
     finally:
         loaded.model.train(was_training)
     config = OmegaConf.to_container(eval_cfg, resolve=True, enum_to_str=True)
-    config["use_chat_template"] = eval_settings.use_chat_template(eval_cfg)
+    config["use_chat_template"] = use_chat_template(eval_cfg)
     return {
         "benchmark": name,
         "kind": config["kind"],
@@ -85,7 +76,7 @@ def score_benchmark(loaded, eval_cfg, data, progress: bool = True) -> dict:
 
 def write_result(out_dir: Path, result: dict, stem: str | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{stem or result['benchmark']}.json"
+    path = out_dir / f"{stem or RunDir.eval_stem(result['benchmark'])}.json"
     rundir.write_json(path, result)
     return path
 
@@ -149,12 +140,12 @@ def evaluate(cfg, job_dir: Path, overrides: list[str] = (), progress: bool = Tru
         if any(o.split("=", 1)[0].lstrip("+~") == "model" for o in overrides):
             raise ConfigError("run= and model= both given; a run is evaluated with its own model: drop model=")
         run_dir, model_cfg = _trained_config(cfg.run)
-        out_dir = run_dir / "eval"
+        out_dir = RunDir(run_dir).eval_dir
     else:
         from medft.config import validate
 
         validate(cfg)
-        run_dir, model_cfg, out_dir = None, cfg, job_dir / "eval"
+        run_dir, model_cfg, out_dir = None, cfg, RunDir(job_dir).eval_dir
     # Data before weights: a missing local copy fails in a second, not after loading an 8B model.
     data = load_data(cfg.eval, model_cfg, trained=run_dir is not None)
 
@@ -173,7 +164,7 @@ def evaluate(cfg, job_dir: Path, overrides: list[str] = (), progress: bool = Tru
         result = score_benchmark(loaded, cfg.eval, data, progress=progress)
         path = write_result(out_dir, result)
         if run_dir is not None:  # the run keeps the latest result; the job folder keeps this one
-            write_result(job_dir / "eval", result)
+            write_result(RunDir(job_dir).eval_dir, result)
         log_result(wandb_run, name, result)
         exit_code = 0
         return result, path
@@ -217,7 +208,7 @@ def run_benchmarks(
             continue
         if step is not None:
             result["step"] = step
-        write_result(out_dir, result, f"{name}.step{step}" if step is not None else None)
+        write_result(out_dir, result, RunDir.eval_stem(str(name), step) if step is not None else None)
         log_result(wandb_run, str(name), result, step)
         log.info("%s", format_table(result))
         summary[str(name)] = result["metrics"]
@@ -229,10 +220,10 @@ def benchmark_callback(cfg, run_dir: Path, names, every: int, wandb_run=None, ov
     on the model being trained; results go to ``<run>/eval/<name>.step<N>.json`` and W&B."""
     from transformers import TrainerCallback
 
-    from medft.config import MethodName
+    from medft.modeling.methods import descriptor
     from medft.runs.loading import LoadedModel
 
-    is_adapter = MethodName(getattr(cfg.method.name, "value", cfg.method.name)) in (MethodName.lora, MethodName.qlora)
+    is_adapter = descriptor(cfg.method.name).adapter
 
     class BenchmarkCallback(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -241,7 +232,7 @@ def benchmark_callback(cfg, run_dir: Path, names, every: int, wandb_run=None, ov
                 run_benchmarks(
                     loaded,
                     names,
-                    run_dir / "eval",
+                    RunDir(run_dir).eval_dir,
                     wandb_run,
                     step=state.global_step,
                     overrides=overrides,

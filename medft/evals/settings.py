@@ -8,8 +8,6 @@ from __future__ import annotations
 from medft.config import CONF_DIR, EvalConfig, EvalKind
 from medft.runtime.errors import ConfigError
 
-KORMEDMCQA_SUBSETS = ("doctor", "nurse", "pharm", "dentist")
-
 
 def benchmark_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "eval").glob("*.yaml"))
@@ -40,29 +38,19 @@ def check_benchmarks(names) -> None:
         load_benchmark(str(name))
 
 
-def use_chat_template(eval_cfg) -> bool:
-    value = eval_cfg.get("use_chat_template") if "use_chat_template" in eval_cfg else None
-    return True if value is None else bool(value)
-
-
 def check(eval_cfg) -> None:
     """Rules across an eval config's keys, one ConfigError naming the key."""
-    kind = EvalKind(getattr(eval_cfg.kind, "value", eval_cfg.kind))
+    kind = EvalKind(eval_cfg.kind)
     if eval_cfg.limit is not None and eval_cfg.limit < 1:
         raise ConfigError(f"eval.limit={eval_cfg.limit} must be >= 1 (or null for every item)")
     if eval_cfg.fewshot < 0:
         raise ConfigError(f"eval.fewshot={eval_cfg.fewshot} must be >= 0")
     if eval_cfg.batch_size < 1 or eval_cfg.max_new_tokens < 1:
         raise ConfigError("eval.batch_size and eval.max_new_tokens must be >= 1")
-    if kind is EvalKind.kormedmcqa:
-        if not eval_cfg.subsets:
-            raise ConfigError(f"eval.subsets is empty; choose from: {', '.join(KORMEDMCQA_SUBSETS)}")
-        unknown = [s for s in eval_cfg.subsets if s not in KORMEDMCQA_SUBSETS]
-        if unknown:
-            raise ConfigError(
-                f"eval.subsets: {unknown[0]} is not a KorMedMCQA subset; choose from: {', '.join(KORMEDMCQA_SUBSETS)}"
-            )
-    elif eval_cfg.fewshot:
-        raise ConfigError(f"eval.fewshot={eval_cfg.fewshot}: only eval=kormedmcqa has few-shot examples; set it to 0")
-    if kind is EvalKind.heldout and eval_cfg.split not in ("train", "validation", "test"):
-        raise ConfigError(f"eval.split={eval_cfg.split} must be one of train, validation, test for eval=heldout")
+    from medft.evals import registry
+
+    benchmark = registry.benchmark(kind)
+    if eval_cfg.fewshot and not benchmark.fewshot:
+        only = ", ".join(f"eval={k}" for k in registry.fewshot_kinds())
+        raise ConfigError(f"eval.fewshot={eval_cfg.fewshot}: only {only} has few-shot examples; set it to 0")
+    benchmark.check(eval_cfg)

@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from medft.runs.rundir import RunDir
 from medft.runs.tracking import resolve_mode
 
 log = logging.getLogger("medft")
@@ -21,7 +22,7 @@ TABLE_ROWS = 200
 
 
 def _manifest(run_dir: Path | None) -> dict:
-    path = run_dir / "manifest.json" if run_dir else None
+    path = RunDir(run_dir).manifest if run_dir else None
     if path is None or not path.is_file():
         return {}
     try:
@@ -32,7 +33,7 @@ def _manifest(run_dir: Path | None) -> dict:
 
 def start_eval_run(cfg, model_name: str, run_dir: Path | None, out_dir: Path, name: str, config: dict):
     """The W&B run to log into, or None for logger=none."""
-    backend = getattr(cfg.logger.backend, "value", cfg.logger.backend)
+    backend = cfg.logger.backend
     if backend == "none":
         return None
     import wandb

@@ -30,7 +30,7 @@ def check_lora_coverage(report: AuditReport, model, model_cfg, method_cfg) -> No
             report.fail("lora_coverage", f"LoRA targets {', '.join(missing)} matched no module")
         report.passed("lora_coverage", f"{len(wrapped)} modules: {', '.join(sorted(set(wrapped)))}")
         return
-    target = LoraTarget(getattr(lora.target, "value", lora.target))
+    target = LoraTarget(lora.target)
     for role in families.roles_for_target(target.value):
         expected = family.num_blocks
         if by_role.get(role, 0) != expected:

@@ -1,11 +1,17 @@
 """Apply a training method to a loaded model: LoRA, QLoRA, freeze (top-k blocks), full.
 
-Methods never read files; they only decide which parameters train.
+Each method is one :class:`MethodDescriptor` in :data:`METHODS`: whether it trains an adapter,
+whether its base loads quantized, which folder of the run directory its weights go to, how it
+makes a loaded model trainable and which settings it needs. Code that differs by method asks
+``descriptor(name)`` rather than comparing method names. Methods never read files; they only
+decide which parameters train.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from medft.config import LoraTarget, MethodName
@@ -14,9 +20,12 @@ from medft.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+ADAPTER_FOLDER = "adapter"
+MODEL_FOLDER = "model"
+
 
 def _enum(value, kind):
-    return kind(getattr(value, "value", value))
+    return kind(value)
 
 
 def find_decoder_layers(model) -> tuple[str, Any]:
@@ -36,7 +45,7 @@ def _apply_lora(model, model_cfg, method_cfg, gradient_checkpointing: bool):
 
     lora = method_cfg.lora
     targets = resolve_lora_targets(model, model_cfg, lora)
-    if _enum(method_cfg.name, MethodName) is MethodName.qlora:
+    if descriptor(method_cfg.name).quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     config = LoraConfig(
         r=lora.r,
@@ -51,7 +60,7 @@ def _apply_lora(model, model_cfg, method_cfg, gradient_checkpointing: bool):
     return get_peft_model(model, config)
 
 
-def _apply_freeze(model, model_cfg, method_cfg):
+def _apply_freeze(model, model_cfg, method_cfg, gradient_checkpointing: bool = False):
     k = method_cfg.trainable_layers
     prefix, layers = find_decoder_layers(model)
     if k > len(layers):
@@ -73,6 +82,12 @@ def _apply_freeze(model, model_cfg, method_cfg):
                 model_cfg.name,
             )
     log.info("freeze: training %s.%d-%d of %d blocks", prefix, len(layers) - k, len(layers) - 1, len(layers))
+    return model
+
+
+def _apply_full(model, model_cfg, method_cfg, gradient_checkpointing: bool = False):
+    for param in model.parameters():
+        param.requires_grad_(True)
     return model
 
 
@@ -128,14 +143,7 @@ def align_input_dtypes(model) -> int:
 def apply_method(model, model_cfg, method_cfg, gradient_checkpointing: bool = False):
     """Return the model ready to train under the method; only intended parameters require grad,
     and those are float32."""
-    name = _enum(method_cfg.name, MethodName)
-    if name in (MethodName.lora, MethodName.qlora):
-        model = _apply_lora(model, model_cfg, method_cfg, gradient_checkpointing)
-    elif name is MethodName.freeze:
-        model = _apply_freeze(model, model_cfg, method_cfg)
-    else:
-        for param in model.parameters():
-            param.requires_grad_(True)
+    model = descriptor(method_cfg.name).apply(model, model_cfg, method_cfg, gradient_checkpointing)
     keep_float32_masters(model)
     return model
 
@@ -148,3 +156,123 @@ def trainable_summary(model) -> dict:
         "total_params": int(total),
         "trainable_percent": round(100.0 * trainable / max(total, 1), 4),
     }
+
+
+# --------------------------------------------------------------------------- settings each method needs
+def _needs_lora(method_cfg, name: str) -> list[str]:
+    if method_cfg.get("lora") is None:
+        return [f"method={name} needs method.lora settings; use a method config from conf/method/"]
+    return []
+
+
+def _no_quantization(method_cfg, name: str) -> list[str]:
+    if method_cfg.get("quantization") is not None:
+        return [f"method.quantization is set but method={name} does not quantize; use method=qlora"]
+    return []
+
+
+def _no_trainable_layers(method_cfg, name: str) -> list[str]:
+    if method_cfg.get("trainable_layers") is not None:
+        return [f"method.trainable_layers only applies to method=freeze, not method={name}"]
+    return []
+
+
+def _bitsandbytes_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _lora_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
+    return [
+        *_needs_lora(method_cfg, "lora"),
+        *_no_quantization(method_cfg, "lora"),
+        *_no_trainable_layers(method_cfg, "lora"),
+    ]
+
+
+def _qlora_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
+    found = _needs_lora(method_cfg, "qlora")
+    if method_cfg.get("quantization") is None:
+        found.append("method=qlora needs method.quantization; use conf/method/qlora.yaml")
+    if not _bitsandbytes_available():
+        found.append(
+            "method=qlora needs 4-bit bitsandbytes, which is not installed here; "
+            "`pip install bitsandbytes` or use method=lora"
+        )
+    tiny = model_cfg.get("tiny") if model_cfg is not None else None
+    if tiny is not None and (tiny.hidden_size % 64 or tiny.intermediate_size % 64):
+        found.append(
+            "method=qlora quantizes in blocks of 64: model.tiny.hidden_size and model.tiny.intermediate_size "
+            "must be multiples of 64"
+        )
+    return [*found, *_no_trainable_layers(method_cfg, "qlora")]
+
+
+def _freeze_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
+    found = _no_quantization(method_cfg, "freeze")
+    k = method_cfg.get("trainable_layers")
+    if k is None or k < 1:
+        found.append(f"method.trainable_layers={k} must be a positive number of top decoder blocks to train")
+    elif layers is not None and k > layers:
+        name = model_cfg.name if model_cfg is not None else "?"
+        found.append(f"method.trainable_layers={k} but model={name} has {layers} decoder blocks; choose 1..{layers}")
+    return found
+
+
+def _full_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
+    return [*_no_quantization(method_cfg, "full"), *_no_trainable_layers(method_cfg, "full")]
+
+
+# --------------------------------------------------------------------------- descriptors
+@dataclass(frozen=True)
+class MethodDescriptor:
+    """What one training method is, for every part of medft that differs by method.
+
+    ``apply(model, model_cfg, method_cfg, gradient_checkpointing)`` sets which parameters
+    train and returns the model (PEFT wraps it for adapters). ``problems(method_cfg,
+    model_cfg=None, layers=None)`` lists every way the method's settings do not fit, each
+    naming the key and the fix; ``layers`` is the model's decoder block count, when known.
+    ``validate`` raises them as one ConfigError.
+    """
+
+    name: MethodName
+    adapter: bool  # trains LoRA adapters on a frozen base; False: the base weights train
+    quantized: bool  # the base loads in 4-bit NF4
+    artifact: str  # the run directory folder its weights are saved in
+    apply: Callable[..., Any]
+    problems: Callable[..., list[str]]
+
+    @property
+    def trains_base_weights(self) -> bool:
+        return not self.adapter
+
+    def validate(self, method_cfg, model_cfg=None, layers: int | None = None) -> None:
+        found = self.problems(method_cfg, model_cfg, layers)
+        if len(found) == 1:
+            raise ConfigError(found[0])
+        if found:
+            raise ConfigError("\n".join([f"{len(found)} problems in the config:", *(f"  - {v}" for v in found)]))
+
+
+LORA = MethodDescriptor(MethodName.lora, True, False, ADAPTER_FOLDER, _apply_lora, _lora_rules)
+QLORA = MethodDescriptor(MethodName.qlora, True, True, ADAPTER_FOLDER, _apply_lora, _qlora_rules)
+FREEZE = MethodDescriptor(MethodName.freeze, False, False, MODEL_FOLDER, _apply_freeze, _freeze_rules)
+FULL = MethodDescriptor(MethodName.full, False, False, MODEL_FOLDER, _apply_full, _full_rules)
+
+METHODS: dict[MethodName, MethodDescriptor] = {d.name: d for d in (LORA, QLORA, FREEZE, FULL)}
+
+
+def descriptor(name: Any) -> MethodDescriptor:
+    """The descriptor of a method given as a MethodName, its string or a config's ``method.name``."""
+    try:
+        return METHODS[_enum(name, MethodName)]
+    except ValueError:
+        choices = ", ".join(m.value for m in MethodName)
+        raise ConfigError(f"method={getattr(name, 'value', name)} is not a method; choose one of {choices}") from None
+
+
+def artifact_folders() -> tuple[str, ...]:
+    """The folder names a run may save weights in, adapters first."""
+    ordered = sorted(METHODS.values(), key=lambda d: not d.adapter)
+    return tuple(dict.fromkeys(d.artifact for d in ordered))

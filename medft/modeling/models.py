@@ -153,7 +153,7 @@ def load_tokenizer(model_cfg, source: WeightsSource | None = None):
 def torch_dtype(name: DType | str, device: str):
     import torch
 
-    name = DType(getattr(name, "value", name))
+    name = DType(name)
     if name is DType.auto:
         if device == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
@@ -163,13 +163,13 @@ def torch_dtype(name: DType | str, device: str):
 
 def quantization_config(method_cfg):
     """4-bit NF4 (QLoRA) settings for bitsandbytes; None for methods that do not quantize."""
-    if MethodName(getattr(method_cfg.name, "value", method_cfg.name)) is not MethodName.qlora:
+    if MethodName(method_cfg.name) is not MethodName.qlora:
         return None
     import torch
     from transformers import BitsAndBytesConfig
 
     q = method_cfg.quantization
-    compute = DType(getattr(q.compute_dtype, "value", q.compute_dtype))
+    compute = DType(q.compute_dtype)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
@@ -179,29 +179,27 @@ def quantization_config(method_cfg):
 
 
 def resolve_attention(model_cfg, device: str) -> str:
-    """auto: the varlen flash kernel where it can run (CUDA, half precision, flash-attn
-    installed), else PyTorch's SDPA, which every supported architecture takes."""
-    import importlib.util
+    """The attention implementation ``model_cfg`` loads with on ``device`` of this machine, as
+    medft.config.resolve decides it."""
+    from dataclasses import replace
 
-    setting = getattr(model_cfg.attn_implementation, "value", model_cfg.attn_implementation)
-    if setting != "auto":
-        return setting
-    import torch
+    from medft.config.resolve import attention_for, weights_dtype
+    from medft.runtime.devices import device_facts
 
-    half = torch_dtype(model_cfg.dtype, device) in (torch.bfloat16, torch.float16)
-    if device == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    facts = replace(device_facts(free_memory=False), kind=device)
+    return attention_for(model_cfg.attn_implementation, weights_dtype(model_cfg.dtype, facts), facts)
 
 
-def load_model(model_cfg, method_cfg, device: str, source: WeightsSource | None = None) -> Any:
-    """The causal LM, quantized when the method asks for it."""
+def load_model(
+    model_cfg, method_cfg, device: str, source: WeightsSource | None = None, attention: str | None = None
+) -> Any:
+    """The causal LM, quantized when the method asks for it; ``attention``: as resolved (default: resolve it)."""
     source = source or resolve_source(model_cfg)
     kwargs: dict[str, Any] = {
         "revision": source.revision,
         "trust_remote_code": source.trust_remote_code,
         "dtype": torch_dtype(model_cfg.dtype, device),
-        "attn_implementation": resolve_attention(model_cfg, device),
+        "attn_implementation": attention or resolve_attention(model_cfg, device),
     }
     quant = quantization_config(method_cfg)
     if quant is not None:

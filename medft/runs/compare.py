@@ -1,11 +1,8 @@
-"""Rank the runs of a sweep or several runs by one metric (`python -m medft.compare`).
+"""The runs of a sweep, or several runs, side by side: read from their run directories alone.
 
-Ranks the runs of a sweep (``outputs/multirun/<time>/``) or several single runs
-(``outputs/runs/<run>/``) by one metric, from their run directories alone: no W&B, no
-network, no model. Writes ``compare.csv`` (raw values, for scripts), ``compare.md`` (the
-table as printed) and ``compare_loss.png`` (validation loss of every run on one chart).
-Failed, unfinished and unreadable runs stay in the table, last, so a sweep can be read
-while it is still running.
+Each run becomes a RunSummary (config overrides, metrics, status); runs are ranked by one metric,
+with failed, unfinished and unreadable ones last, and written as compare.csv, compare.md and a
+validation-loss chart. The command around it is medft.cli.compare.
 """
 
 from __future__ import annotations
@@ -19,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
 from medft.runtime.errors import ConfigError
 
-RUN_MARKERS = ("config.resolved.yaml", "metrics.json", "failed.json")
+RUN_MARKERS = RunDir.MARKERS
 OPTIONS = ("metric", "out", "direction")
 HIGHER_IS_BETTER = ("accuracy", "f1", "rouge", "exact", "score")
 STANDARD_COLUMNS = ("eval_loss_initial", "eval_loss", "train_loss", "global_step", "runtime_s")
@@ -77,7 +75,7 @@ def _is_number(value: Any) -> bool:
 
 # --------------------------------------------------------------------------- collect
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / marker).is_file() for marker in RUN_MARKERS)
+    return path.is_dir() and RunDir(path).is_run()
 
 
 def _job_order(path: Path) -> tuple:
@@ -112,7 +110,7 @@ def _first_line(text: str, width: int = ERROR_WIDTH) -> str:
 def read_overrides(run: Path) -> list[str]:
     """The job's command-line overrides as Hydra recorded them, without Hydra's own settings."""
     items: Any = None
-    hydra_file = run / ".hydra" / "overrides.yaml"
+    hydra_file = RunDir(run).hydra_overrides
     if hydra_file.is_file():
         import yaml
 
@@ -120,9 +118,10 @@ def read_overrides(run: Path) -> list[str]:
             items = yaml.safe_load(hydra_file.read_text(encoding="utf-8"))
         except (yaml.YAMLError, OSError, UnicodeDecodeError):
             items = None
-    if not isinstance(items, list) and (run / "manifest.json").is_file():
+    manifest = RunDir(run).manifest
+    if not isinstance(items, list) and manifest.is_file():
         try:
-            items = _read_json(run / "manifest.json").get("overrides")
+            items = _read_json(manifest).get("overrides")
         except (ValueError, OSError, AttributeError):
             items = None
     if not isinstance(items, list):
@@ -144,19 +143,20 @@ def _read_object(path: Path) -> tuple[dict | None, str | None]:
 def load_run(path: Path) -> RunSummary:
     """One run dir; a file that cannot be parsed makes the run ``unreadable``, never an exception."""
     run = RunSummary(path=path, status="running-or-killed", overrides=read_overrides(path))
-    for name in ("failed.json", "metrics.json"):
-        if not (path / name).is_file():
+    folder = RunDir(path)
+    for file in (folder.failed, folder.metrics):
+        if not file.is_file():
             continue
-        data, problem = _read_object(path / name)
+        data, problem = _read_object(file)
         if data is None:
             run.status, run.error = "unreadable", _first_line(problem)
-        elif name == "failed.json":
+        elif file == folder.failed:
             run.status = "failed"
             run.error = _first_line(data.get("error") or data.get("type") or "no error message recorded")
         else:
             run.status, run.metrics = "ok", data
         break
-    history = path / "history.json"
+    history = folder.history
     if history.is_file():
         try:
             entries = _read_json(history)

@@ -1,10 +1,10 @@
-"""Export a trained run as one model folder (`python -m medft.export`).
+"""A trained run as one self-contained model folder, and how close it is to the trained model.
 
-Merges a run's LoRA adapter into its base (a QLoRA adapter into the dequantized NF4 weights it
-trained against, unless export.merge_base=original), saves safetensors shards, the tokenizer
-with the training chat template, a model card and export.json, which records how far the
-exported model's logits are from the trained model's. The hub token is read from HF_TOKEN and
-is never written anywhere.
+An adapter is merged into its base (a QLoRA adapter into the dequantized NF4 weights it trained
+against unless export.merge_base=original); weights go out as safetensors shards with the
+tokenizer, the training chat template, a model card and export.json, which records the largest
+logit difference to the trained model. The hub token comes from HF_TOKEN and is written nowhere.
+The command around it is medft.cli.export.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
 from medft.runtime.errors import ConfigError
 
 log = logging.getLogger("medft")
 
-EXPORT_JSON = "export.json"
+EXPORT_JSON = RunDir.EXPORT
 
 
 @dataclass
@@ -74,9 +75,10 @@ def _write(out: Path, model, tokenizer, info: dict, run_dir: Path, cfg, max_shar
     model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(out)
     keep_checkpoint_identity(out, cfg.model)
-    write_json(out / EXPORT_JSON, info)
+    folder = RunDir(out)
+    write_json(folder.export_info, info)
     card = model_card.render(run_dir, cfg, merged=info["merged"], dtype=info["dtype"], export=info)
-    (out / "README.md").write_text(card, encoding="utf-8")
+    folder.readme.write_text(card, encoding="utf-8")
 
 
 def export_run(run_dir: Path, export_cfg) -> Exported:
@@ -94,8 +96,8 @@ def export_run(run_dir: Path, export_cfg) -> Exported:
         )
     if export_cfg.fidelity_rows < 0:
         raise ConfigError(f"export.fidelity_rows={export_cfg.fidelity_rows}: give a row count, or 0 to skip the check")
-    dtype = getattr(export_cfg.dtype, "value", export_cfg.dtype)
-    out = Path(export_cfg.output) if export_cfg.output else run_dir / "merged"
+    dtype = export_cfg.dtype
+    out = Path(export_cfg.output) if export_cfg.output else RunDir(run_dir).merged
     log.info("export: %s (%s) to %s", run_dir, cfg.method.name, out)
     tokenizer = AutoTokenizer.from_pretrained(str(artifact))
     inputs, inputs_name, reference = _measure_reference(run_dir, cfg, tokenizer, int(export_cfg.fidelity_rows))
@@ -137,7 +139,7 @@ def summary(exported: Exported) -> str:
     shards = sorted(p.name for p in exported.folder.glob("*.safetensors"))
     line = (
         f"medft: exported {exported.folder} ({len(shards)} safetensors shard{'s' if len(shards) != 1 else ''}, "
-        f"model card README.md, {EXPORT_JSON})"
+        f"model card {RunDir.README}, {EXPORT_JSON})"
     )
     fidelity, base = exported.info["fidelity"], exported.info["merge_base"]
     into = f"; merged into the {base} base weights" if base else ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
 from medft.runtime.errors import ConfigError
 
 
@@ -25,20 +26,20 @@ class LoadedModel:
 
 
 def run_artifact(run_dir: Path) -> tuple[Path, bool]:
-    for name, is_adapter in (("adapter", True), ("model", False)):
-        folder = run_dir / name
-        if folder.is_dir() and any(folder.glob("*.safetensors")):
-            return folder, is_adapter
-    raise ConfigError(f"run={run_dir} holds no adapter/ or model/ with safetensors weights; did the run finish?")
+    found = RunDir(run_dir).saved_weights()
+    if found is None:
+        raise ConfigError(f"run={run_dir} holds no adapter/ or model/ with safetensors weights; did the run finish?")
+    return found
 
 
 def load_run_config(run_dir: Path):
-    from omegaconf import OmegaConf
+    """The run's resolved config, typed by the schema (enums as enums, newer keys at their defaults)."""
+    from medft.config import load_config
 
-    path = run_dir / "config.resolved.yaml"
+    path = RunDir(run_dir).config
     if not path.is_file():
-        raise ConfigError(f"run={run_dir} is not a medft run directory (no config.resolved.yaml)")
-    return OmegaConf.load(path)
+        raise ConfigError(f"run={run_dir} is not a medft run directory (no {RunDir.CONFIG})")
+    return load_config(path)
 
 
 def load_trained(run_dir: Path | str, device: str | None = None) -> LoadedModel:
@@ -69,13 +70,13 @@ def load_base(cfg, device: str | None = None) -> LoadedModel:
     """A base model from a composed config (`model=...`), with medft's template on its tokenizer."""
     from omegaconf import OmegaConf
 
-    from medft.modeling import models
+    from medft.modeling import methods, models
     from medft.runtime.devices import device_kind
 
     device = device or device_kind()
     source = models.resolve_source(cfg.model)
     tokenizer = models.load_tokenizer(cfg.model, source)
-    no_quantization = OmegaConf.create({"name": "full"})
+    no_quantization = OmegaConf.create({"name": methods.FULL.name.value})
     model = models.load_model(cfg.model, no_quantization, device, source)
     model.eval()
     return LoadedModel(cfg, tokenizer, model, None, False)

@@ -33,7 +33,6 @@ FALLBACK_CONVERSATION = (
         "content": "충분히 쉬고 물을 자주 마시세요. 열이 사흘 넘게 이어지거나 숨쉬기 힘들면 병원에 가세요.",
     },
 )
-FULL = {"name": "full"}  # a method that loads the base unquantized
 
 
 @dataclass
@@ -47,14 +46,14 @@ class Fidelity:
 
 
 def is_quantized(cfg) -> bool:
-    from medft.modeling.models import quantization_config
+    from medft.modeling.methods import descriptor
 
-    return quantization_config(cfg.method) is not None
+    return descriptor(cfg.method.name).quantized
 
 
 def effective_merge_base(cfg, requested) -> MergeBase:
     """Only a quantized base has a dequantized form; any other adapter goes into the original weights."""
-    return MergeBase(getattr(requested, "value", requested)) if is_quantized(cfg) else MergeBase.original
+    return MergeBase(requested) if is_quantized(cfg) else MergeBase.original
 
 
 def trained_description(cfg, is_adapter: bool) -> str:
@@ -67,10 +66,11 @@ def original_base(cfg, dtype: str):
     """The base reloaded from its checkpoint, unquantized, in the export dtype."""
     from omegaconf import OmegaConf
 
-    from medft.modeling import models
+    from medft.modeling import methods, models
 
     spec = OmegaConf.merge(cfg.model, {"dtype": dtype})
-    return models.load_model(spec, OmegaConf.create(FULL), "cpu")
+    unquantized = {"name": methods.FULL.name.value}  # a method that loads the base unquantized
+    return models.load_model(spec, OmegaConf.create(unquantized), "cpu")
 
 
 def dequantized_base(cfg, dtype: str):

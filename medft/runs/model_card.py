@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
+
 DISCLAIMER = (
     "이 모델은 의료 정보를 제공하는 연구용 모델이며 의사의 진단, 처방, 치료를 대신하지 않습니다. "
     "모델의 답변은 틀릴 수 있으므로 건강에 관한 결정은 반드시 의료 전문가와 상의하세요.\n\n"
@@ -61,7 +63,7 @@ HEADLINES = {
 
 def final_results(run_dir: Path) -> dict[str, dict]:
     """``eval/<benchmark>.json`` by name; the ``<name>.step<N>.json`` scores taken during training are left out."""
-    paths = sorted(p for p in (run_dir / "eval").glob("*.json") if ".step" not in p.stem)
+    paths = RunDir(run_dir).final_eval_results()
     return {p.stem: result for p in paths if (result := _read_json(p)).get("metrics")}
 
 
@@ -104,24 +106,13 @@ def profession_table(result: dict) -> list[str]:
 
 def _provenance(run_dir: Path, export: dict | None) -> list[str]:
     """Paragraphs on which code ran the model and how faithful the export is; only those known."""
-    model_code = _read_json(run_dir / "manifest.json").get("model_code")
+    model_code = _read_json(RunDir(run_dir).manifest).get("model_code")
     lines = [f"Model code: {model_code}" if model_code else None, fidelity_line(export)]
     return [part for line in lines if line for part in (line, "")]
 
 
-def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = None) -> str:
-    """Markdown with a YAML header the hub understands (license, base model, tags).
-
-    ``export`` is what export.json holds (merge base, fidelity); None leaves those lines out."""
-    model = cfg.model
-    method = cfg.method
-    train = cfg.train
-    metrics = _read_json(run_dir / "metrics.json")
-    report = _read_json(run_dir / "data_report.json")
-    evals = final_results(run_dir)
-    base = model.hub_id or model.path or f"medft tiny ({model.name})"
-    license_id = model.license or "other"
-    header = [
+def _front_matter(model, method, base: str, license_id: str) -> list[str]:
+    return [
         "---",
         f"license: {json.dumps(license_id)}",
         f"base_model: {json.dumps(base)}",
@@ -130,8 +121,12 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
         "tags: [medical, korean, medft, " + str(method.name) + "]",
         "---",
     ]
+
+
+def _training_rows(cfg) -> list[tuple[str, Any]]:
+    method, train = cfg.method, cfg.train
     lora = method.get("lora") or {}
-    hyper = [
+    return [
         ("method", method.name),
         (
             "LoRA r / alpha / dropout",
@@ -146,17 +141,50 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
         ("max length", train.max_length),
         ("seed", cfg.seed),
     ]
+
+
+def _data_rows(report: dict) -> list[tuple[str, Any]]:
     sources = report.get("sources", {})
-    data_rows = [
+    rows = [
         (name, f"{s.get('kind')}: {s.get('kept')} records kept of {s.get('read')} read") for name, s in sources.items()
     ]
-    data_rows.append(("splits", ", ".join(f"{k} {v}" for k, v in report.get("splits", {}).items())))
-    metric_rows = [
+    rows.append(("splits", ", ".join(f"{k} {v}" for k, v in report.get("splits", {}).items())))
+    return rows
+
+
+def _result_rows(metrics: dict, evals: dict[str, dict]) -> list[tuple[str, Any]]:
+    rows = [
         ("validation loss (step 0 → end)", f"{metrics.get('eval_loss_initial')} → {metrics.get('eval_loss')}"),
         ("validation perplexity", metrics.get("eval_perplexity")),
         ("train loss (last)", metrics.get("train_loss")),
     ]
-    metric_rows += [(f"eval: {name}", benchmark_line(result)) for name, result in evals.items()]
+    return rows + [(f"eval: {name}", benchmark_line(result)) for name, result in evals.items()]
+
+
+USAGE = [
+    "## Use",
+    "",
+    "```python",
+    "from transformers import AutoModelForCausalLM, AutoTokenizer",
+    'tok = AutoTokenizer.from_pretrained("<this folder>")',
+    'model = AutoModelForCausalLM.from_pretrained("<this folder>")',
+    'prompt = tok.apply_chat_template([{"role": "user", "content": "감기에 걸렸을 때 어떻게 하나요?"}],',
+    "                                 tokenize=False, add_generation_prompt=True)",
+    "```",
+    "",
+]
+
+
+def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = None) -> str:
+    """Markdown with a YAML header the hub understands (license, base model, tags).
+
+    ``export`` is what export.json holds (merge base, fidelity); None leaves those lines out."""
+    model = cfg.model
+    method = cfg.method
+    folder = RunDir(run_dir)
+    evals = final_results(run_dir)
+    base = model.hub_id or model.path or f"medft tiny ({model.name})"
+    license_id = model.license or "other"
     body = [
         f"# {cfg.name or model.name} — Korean medical QA fine-tune",
         "",
@@ -180,28 +208,19 @@ def render(run_dir: Path, cfg, merged: bool, dtype: str, export: dict | None = N
         "",
         "## Training data",
         "",
-        _table(data_rows),
+        _table(_data_rows(_read_json(folder.data_report))),
         "",
         "## Training",
         "",
-        _table(hyper),
+        _table(_training_rows(cfg)),
         "",
         "## Results",
         "",
-        _table(metric_rows),
+        _table(_result_rows(_read_json(folder.metrics), evals)),
         "",
         *[line for result in evals.values() for line in profession_table(result)],
-        "## Use",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        'tok = AutoTokenizer.from_pretrained("<this folder>")',
-        'model = AutoModelForCausalLM.from_pretrained("<this folder>")',
-        'prompt = tok.apply_chat_template([{"role": "user", "content": "감기에 걸렸을 때 어떻게 하나요?"}],',
-        "                                 tokenize=False, add_generation_prompt=True)",
-        "```",
-        "",
+        *USAGE,
         f"The tokenizer carries the chat template used in training (`{model.chat_template}`); use it "
         "as is so the model sees what it was trained on.",
     ]
-    return "\n".join(header + [""] + body) + "\n"
+    return "\n".join([*_front_matter(model, method, base, license_id), "", *body]) + "\n"

@@ -1,7 +1,7 @@
 """Files of a run directory: resolved config, manifest, metrics, history, loss plot.
 
 Everything a later reader (compare, export, a colleague) needs to know what ran,
-written as plain JSON/YAML next to the weights.
+written as plain JSON/YAML next to the weights. :class:`RunDir` owns every file name.
 """
 
 from __future__ import annotations
@@ -15,6 +15,159 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+
+class RunDir:
+    """Where each file of a run directory is: ``RunDir(path).metrics`` is its metrics.json.
+
+    An exported model folder follows the same names for what it shares with a run
+    (README.md, export.json).
+    """
+
+    CONFIG = "config.resolved.yaml"
+    MANIFEST = "manifest.json"
+    METRICS = "metrics.json"
+    HISTORY = "history.json"
+    DATA_REPORT = "data_report.json"
+    PREFLIGHT = "preflight.json"
+    LOSS_PLOT = "loss.png"
+    README = "README.md"
+    EXPORT = "export.json"
+    FAILED = "failed.json"
+    EVAL_STEP0 = "eval_step0.json"
+    CHECKPOINTS = "checkpoints"
+    EVAL = "eval"
+    MERGED = "merged"
+    HYDRA = ".hydra"
+    HYDRA_OVERRIDES = "overrides.yaml"
+    # A folder holding any of these is a run of medft (finished, failed or under way).
+    MARKERS = (CONFIG, METRICS, FAILED)
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / self.MANIFEST
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def history(self) -> Path:
+        return self.path / self.HISTORY
+
+    @property
+    def data_report(self) -> Path:
+        return self.path / self.DATA_REPORT
+
+    @property
+    def preflight(self) -> Path:
+        return self.path / self.PREFLIGHT
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.path / self.LOSS_PLOT
+
+    @property
+    def readme(self) -> Path:
+        return self.path / self.README
+
+    @property
+    def export_info(self) -> Path:
+        return self.path / self.EXPORT
+
+    @property
+    def failed(self) -> Path:
+        return self.path / self.FAILED
+
+    @property
+    def eval_step0(self) -> Path:
+        return self.path / self.EVAL_STEP0
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / self.EVAL
+
+    @property
+    def merged(self) -> Path:
+        """Where export writes the shippable model unless told otherwise."""
+        return self.path / self.MERGED
+
+    @property
+    def hydra_overrides(self) -> Path:
+        return self.path / self.HYDRA / self.HYDRA_OVERRIDES
+
+    @property
+    def adapter(self) -> Path:
+        from medft.modeling.methods import ADAPTER_FOLDER
+
+        return self.path / ADAPTER_FOLDER
+
+    @property
+    def model(self) -> Path:
+        from medft.modeling.methods import MODEL_FOLDER
+
+        return self.path / MODEL_FOLDER
+
+    def artifact(self, method: Any) -> Path:
+        """The folder the weights of a run trained with ``method`` (a method name) are saved in."""
+        from medft.modeling.methods import descriptor
+
+        return self.path / descriptor(method).artifact
+
+    def saved_weights(self) -> tuple[Path, bool] | None:
+        """``(folder, is_adapter)`` of the first artifact folder holding safetensors, adapters first."""
+        from medft.modeling.methods import METHODS, artifact_folders
+
+        adapters = {d.artifact: d.adapter for d in METHODS.values()}
+        for name in artifact_folders():
+            folder = self.path / name
+            if folder.is_dir() and any(folder.glob("*.safetensors")):
+                return folder, adapters[name]
+        return None
+
+    def is_run(self) -> bool:
+        return any((self.path / name).is_file() for name in self.MARKERS)
+
+    @staticmethod
+    def eval_stem(benchmark: str, step: int | None = None) -> str:
+        """``<benchmark>`` for a final score, ``<benchmark>.step<N>`` for one taken during training."""
+        return f"{benchmark}.step{step}" if step is not None else benchmark
+
+    @staticmethod
+    def is_step_result(path: Path) -> bool:
+        return ".step" in path.stem
+
+    def eval_result(self, benchmark: str, step: int | None = None) -> Path:
+        return self.eval_dir / f"{self.eval_stem(benchmark, step)}.json"
+
+    def final_eval_results(self) -> list[Path]:
+        """``eval/<benchmark>.json`` files in name order, the step scores left out."""
+        return sorted(p for p in self.eval_dir.glob("*.json") if not self.is_step_result(p))
+
 
 PACKAGES = (
     "medft",

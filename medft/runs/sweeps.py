@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
 from medft.runtime.errors import MedftError
 
 log = logging.getLogger("medft")
@@ -27,7 +28,7 @@ def record_failure(run_dir: Path, err: BaseException) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json(
-        run_dir / "failed.json",
+        RunDir(run_dir).failed,
         {
             "error": str(err) or type(err).__name__,
             "type": type(err).__name__,
@@ -38,13 +39,14 @@ def record_failure(run_dir: Path, err: BaseException) -> None:
 
 
 def job_status(run_dir: Path) -> dict[str, Any]:
-    if (run_dir / "metrics.json").is_file():
+    folder = RunDir(run_dir)
+    if folder.metrics.is_file():
         return {"status": "ok"}
-    if (run_dir / "failed.json").is_file():
+    if folder.failed.is_file():
         try:
-            failure = json.loads((run_dir / "failed.json").read_text(encoding="utf-8"))
+            failure = json.loads(folder.failed.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            failure = {"error": "failed.json unreadable"}
+            failure = {"error": f"{RunDir.FAILED} unreadable"}
         return {"status": "failed", "error": failure.get("error", "")}
     return {"status": "unfinished"}
 
@@ -52,9 +54,7 @@ def job_status(run_dir: Path) -> dict[str, Any]:
 def summarize(sweep_dir: Path) -> dict[str, Any]:
     """Status of every job folder in a sweep dir (folders with a resolved config)."""
     jobs = {}
-    for run_dir in sorted(
-        p for p in sweep_dir.iterdir() if (p / "config.resolved.yaml").is_file() or (p / "failed.json").is_file()
-    ):
+    for run_dir in sorted(p for p in sweep_dir.iterdir() if RunDir(p).config.is_file() or RunDir(p).failed.is_file()):
         jobs[run_dir.name] = job_status(run_dir)
     counts: dict[str, int] = {}
     for job in jobs.values():

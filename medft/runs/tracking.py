@@ -13,6 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
+
 log = logging.getLogger(__name__)
 
 SECRET_ENV_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -38,7 +40,7 @@ def run_name(overrides: list[str]) -> str:
 def start_run(cfg, run_dir: Path, config: dict, overrides: list[str], group: str | None, run_id: str | None = None):
     """Start the job's W&B run, or return None for logger=none. A resumed job passes the
     interrupted run's id, so its curves continue in the same W&B run."""
-    backend = getattr(cfg.logger.backend, "value", cfg.logger.backend)
+    backend = cfg.logger.backend
     if backend == "none":
         return None
     import wandb
@@ -89,9 +91,10 @@ def log_data(run, run_dir: Path, label_report: dict) -> None:
         run.summary[f"data/{split}_rows"] = stats["kept"]
         run.summary[f"data/{split}_skipped"] = stats["rows"] - stats["kept"]
         run.summary[f"data/{split}_supervised_tokens"] = stats["supervised_tokens"]
-    for name in ("data_report.json", "preflight.json"):
-        if (run_dir / name).is_file():
-            run.save(str(run_dir / name), base_path=str(run_dir), policy="now")
+    folder = RunDir(run_dir)
+    for path in (folder.data_report, folder.preflight):
+        if path.is_file():
+            run.save(str(path), base_path=str(run_dir), policy="now")
 
 
 def summarise_best(run, history: list[dict], metrics: dict) -> None:
@@ -120,13 +123,13 @@ def log_model(run, cfg, artifact_dir: Path) -> None:
 
     from medft.config import slug
 
-    kind = "adapter" if artifact_dir.name == "adapter" else "model"
+    kind = "adapter" if artifact_dir == RunDir(artifact_dir.parent).adapter else "model"
     artifact = wandb.Artifact(
         name=slug(f"{cfg.model.name}-{cfg.data.name}-{run.id}-{kind}", limit=120),
         type="model",
         metadata={
             "model": cfg.model.name,
-            "method": str(getattr(cfg.method.name, "value", cfg.method.name)),
+            "method": str(cfg.method.name),
             "data": cfg.data.name,
             "kind": kind,
         },

@@ -60,7 +60,7 @@ def chosen_target(cfg, overrides: list[str] | None = None) -> str:
         raise ConfigError("give run=<dir> or model=<name>, not both: a run loads the model it was trained on")
     if cfg.run is not None:
         if not Path(cfg.run).expanduser().is_dir():
-            raise ConfigError(f"run={cfg.run} is not a directory; pass a run directory printed by medft.cli.train")
+            raise ConfigError(f"run={cfg.run} is not a directory; pass a run directory printed by medft.train")
         return f"run={cfg.run}"
     return f"model={cfg.model.name}"
 

@@ -103,7 +103,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             return True
         self._json(
             HTTPStatus.MISDIRECTED_REQUEST,
-            {"error": "unexpected Host header; open the URL medft.serving.server printed"},
+            {"error": "unexpected Host header; open the URL medft.serve printed"},
         )
         return False
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medft.config import CONF_DIR
+from medft.runs.rundir import RunDir
 from medft.runtime.distributed import WORKER_ENV, is_worker
 from medft.runtime.errors import MedftError
 
@@ -64,7 +65,7 @@ def freeze(cfg, job, run_dir: Path) -> Path:
 def command(launcher, run_dir: Path) -> list[str]:
     """The torchrun (DDP) or accelerate (FSDP, DeepSpeed) command that starts the workers."""
     n, nodes = launcher.nproc_per_node, launcher.nnodes
-    strategy = getattr(launcher.strategy, "value", launcher.strategy)
+    strategy = launcher.strategy
     worker = ["-m", "medft.worker", str(run_dir)]
     if strategy == "ddp" and not launcher.accelerate_config:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", f"--nnodes={nodes}"]
@@ -111,13 +112,15 @@ def launch(cfg, job) -> dict[str, Any]:
         from medft.training.checkpoints import Preempted, latest_complete
 
         signum = received or error.get("signal", 15)
-        raise Preempted(error.get("step", -1), latest_complete(run_dir / "checkpoints"), signum, previous.get(signum))
+        raise Preempted(
+            error.get("step", -1), latest_complete(RunDir(run_dir).checkpoints), signum, previous.get(signum)
+        )
     if code != 0:
         if error and error.get("user_error"):
             raise MedftError(error["error"])
         detail = error["error"] if error else f"see the worker output above and {run_dir}"
         raise RuntimeError(f"workers exited with status {code}: {detail}")
-    return _read(run_dir / "metrics.json") or {}
+    return _read(RunDir(run_dir).metrics) or {}
 
 
 def _wait_forwarding_signals(proc: subprocess.Popen) -> tuple[int, int | None, dict]:

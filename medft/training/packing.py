@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from medft.config.resolve import packing_request
 from medft.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,6 @@ def probe_isolation(model, tokenizer, tolerance: float | None = None) -> Isolati
     return IsolationProbe(diff, tolerance)
 
 
-VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
-
-
 def decide_packing(
     setting: bool | None, model, tokenizer, model_name: str, attention: str | None = None
 ) -> tuple[bool, IsolationProbe | None]:
@@ -82,7 +80,7 @@ def decide_packing(
     isolation; True: pack, but refuse when rows would leak; False: never."""
     if setting is False:
         return False, None
-    if setting is None and attention not in VARLEN_ATTENTION:
+    if packing_request(setting, attention) is False:
         log.info(
             "packing off: attention=%s has no variable-length kernel, so batches are grouped by length "
             "instead (train.packing=true packs anyway)",

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medft.runs.rundir import RunDir
 from medft.runtime.errors import ConfigError
 from medft.training.checkpoints import check_resumable, checkpoint_step, latest_complete
 
@@ -47,7 +48,7 @@ def _identity(overrides: list[str]) -> list[str]:
 def stored_overrides(run_dir: Path) -> list[str]:
     import yaml
 
-    path = run_dir / ".hydra" / "overrides.yaml"
+    path = RunDir(run_dir).hydra_overrides
     try:
         return [str(o) for o in (yaml.safe_load(path.read_text(encoding="utf-8")) or [])]
     except OSError:
@@ -64,15 +65,15 @@ def run_dir_of(path: Path) -> Path:
 
 
 def _is_finished(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file()
+    return RunDir(run_dir).metrics.is_file()
 
 
 def find_unfinished(overrides: list[str], runs_dir: Path = RUNS_DIR) -> Path | None:
     """The newest run under outputs/runs started with the same overrides and not finished."""
     wanted = _identity(overrides)
-    candidates = sorted((p for p in runs_dir.glob("*") if (p / ".hydra" / "overrides.yaml").is_file()), reverse=True)
+    candidates = sorted((p for p in runs_dir.glob("*") if RunDir(p).hydra_overrides.is_file()), reverse=True)
     for run_dir in candidates:
-        if _is_finished(run_dir) or (run_dir / "failed.json").exists():
+        if _is_finished(run_dir) or RunDir(run_dir).failed.exists():
             continue
         if _identity(stored_overrides(run_dir)) == wanted:
             return run_dir
@@ -131,4 +132,4 @@ def find_checkpoint(resume: str, run_dir: Path) -> Path | None:
         target = Path(resume).expanduser()
         if checkpoint_step(target) is not None:
             return check_resumable(target)
-    return latest_complete(run_dir / "checkpoints")
+    return latest_complete(RunDir(run_dir).checkpoints)

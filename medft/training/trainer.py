@@ -3,7 +3,8 @@
 medft tokenizes and masks conversations itself (see ``medft.text.labels``) and hands TRL a
 dataset with ``input_ids`` and ``labels``; TRL then does batching, padding and the
 loss. SFTConfig's own defaults turn bf16 and gradient checkpointing on even on CPU,
-where both slow training down, so both are decided here per device.
+where both slow training down, so every such switch comes from the run's
+``medft.config.resolve.Resolved`` instead.
 """
 
 from __future__ import annotations
@@ -11,69 +12,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from medft.config.resolve import Resolved
+from medft.runs.rundir import RunDir
+from medft.runtime.devices import liger_available
 
-def _world_size() -> int:
-    from medft.runtime.distributed import world_size
-
-    return world_size()
-
-
-def _switch(value: bool | None, default: bool) -> bool:
-    return default if value is None else bool(value)
-
-
-def _weights_dtype(cfg) -> str:
-    return str(getattr(cfg.model.dtype, "value", cfg.model.dtype))
-
-
-def use_bf16(cfg, device: str) -> bool:
-    """bf16 autocast: auto on GPUs that have it."""
-    import torch
-
-    return _switch(cfg.train.bf16, device == "cuda" and torch.cuda.is_bf16_supported())
-
-
-def use_fp16(cfg, device: str) -> bool:
-    """fp16 autocast (with loss scaling) on GPUs for weights loaded in float16, unless bf16 is on."""
-    return device == "cuda" and _weights_dtype(cfg) == "float16" and not use_bf16(cfg, device)
-
-
-def use_tf32(cfg, device: str) -> bool:
-    import torch
-
-    ampere = device == "cuda" and torch.cuda.get_device_capability()[0] >= 8
-    return _switch(cfg.train.tf32, ampere)
-
-
-def liger_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("liger_kernel") is not None
-
-
-def use_liger(cfg, device: str) -> bool:
-    """Liger's Triton kernels run on CUDA only; auto takes them where installed."""
-    from medft.runtime.errors import ConfigError
-
-    if cfg.train.liger and not liger_available():
-        raise ConfigError(
-            "train.liger=true needs liger-kernel: pip install liger-kernel (CUDA only), or train.liger=null"
-        )
-    if cfg.train.liger and device != "cuda":
-        raise ConfigError("train.liger=true needs a CUDA GPU; on this machine use train.liger=null")
-    return _switch(cfg.train.liger, device == "cuda" and liger_available())
-
-
-def use_group_by_length(cfg, packing: bool) -> bool:
-    # Packed rows are already near max_length; grouping only helps padded batches.
-    return _switch(cfg.train.group_by_length, not packing) and not packing
-
-
-def use_gradient_checkpointing(cfg, device: str, memory_needs: bool | None = None) -> bool:
-    """Checkpointing trades ~30 % more compute for memory: on CPU memory is not the constraint;
-    on CUDA it is on where the memory planner says the run needs it (else, unplanned, on)."""
-    default = device == "cuda" if memory_needs is None else memory_needs
-    return _switch(cfg.train.gradient_checkpointing, default)
+__all__ = ["build_trainer", "liger_available", "sft_config", "use_one_device_per_process"]
 
 
 def _save_steps(t, save_strategy: str) -> int:
@@ -84,16 +27,8 @@ def _save_steps(t, save_strategy: str) -> int:
     return t.eval_steps if (save_strategy == "steps" and t.eval_steps > 0) else 500
 
 
-def sft_config(
-    cfg,
-    run_dir: Path,
-    device: str,
-    report_to: list[str],
-    has_eval: bool,
-    flatten_packs: bool = False,
-    packing: bool = False,
-    gradient_checkpointing: bool | None = None,
-):
+def sft_config(cfg, run_dir: Path, resolved: Resolved, report_to: list[str], has_eval: bool):
+    """TRL's SFTConfig for ``cfg``, with every auto switch as ``resolved`` decided it."""
     from trl import SFTConfig
 
     t = cfg.train
@@ -103,9 +38,9 @@ def sft_config(
     save_strategy = "steps" if t.save_steps > 0 else t.save_strategy
     if t.load_best_model_at_end and has_eval:
         save_strategy = eval_strategy
-    gc = use_gradient_checkpointing(cfg, device) if gradient_checkpointing is None else gradient_checkpointing
+    gc = resolved.gradient_checkpointing
     return SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_batch_size,
@@ -118,11 +53,11 @@ def sft_config(
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=t.optim,
-        bf16=use_bf16(cfg, device),
-        fp16=use_fp16(cfg, device),
-        tf32=use_tf32(cfg, device) or None,
-        use_liger_kernel=use_liger(cfg, device),
-        train_sampling_strategy="group_by_length" if use_group_by_length(cfg, packing) else "random",
+        bf16=resolved.bf16,
+        fp16=resolved.fp16,
+        tf32=resolved.tf32 or None,
+        use_liger_kernel=resolved.liger,
+        train_sampling_strategy="group_by_length" if resolved.group_by_length else "random",
         gradient_checkpointing=gc,
         gradient_checkpointing_kwargs={"use_reentrant": False} if gc else None,
         logging_strategy="steps",
@@ -138,10 +73,10 @@ def sft_config(
         greater_is_better=False if t.load_best_model_at_end else None,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        use_cpu=device == "cpu" or t.use_cpu,
+        use_cpu=resolved.device == "cpu" or t.use_cpu,
         # Several workers (medft.training.distributed): gloo is the backend that runs on CPU. Every
         # trainable parameter takes part in every step, so DDP need not search for unused ones.
-        ddp_backend="gloo" if device == "cpu" and _world_size() > 1 else None,
+        ddp_backend="gloo" if resolved.device == "cpu" and resolved.world_size > 1 else None,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=report_to,
@@ -153,7 +88,7 @@ def sft_config(
         # Rows are packed by medft.training.packing before they reach TRL. With flash attention TRL's
         # padding-free collator flattens them for the varlen kernel; otherwise medft's
         # row-packed collator is passed in (see medft.training.packing.RowPackedCollator).
-        packing=flatten_packs,
+        packing=resolved.flatten_packs,
         packing_strategy="bfd",
         assistant_only_loss=False,
         completion_only_loss=None,
@@ -162,12 +97,6 @@ def sft_config(
         model_init_kwargs=None,
         disable_tqdm=False,
     )
-
-
-def use_fused_loss(cfg, device: str) -> bool:
-    """TRL's fused head keeps the tokens x vocab logits out of GPU memory; on CPU medft's plain
-    loss (``medft.training.supervised_head``) was faster and lighter (benchmarks/train_throughput.py)."""
-    return _switch(cfg.train.fused_loss, device == "cuda")
 
 
 @functools.cache
@@ -277,6 +206,9 @@ def build_trainer(
         callbacks=list(callbacks),
     )
     trainer.fused_loss = fused_loss
+    from medft.runtime.console import quiet_trainer_progress
+
+    quiet_trainer_progress(trainer)  # one bar, losses in its postfix (-v: the Trainer's own output)
     # TRL casts QLoRA adapters to bfloat16 (trainer construction); medft trains them in float32.
     from medft.modeling.methods import keep_float32_masters
 

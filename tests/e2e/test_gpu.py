@@ -52,8 +52,10 @@ def test_cuda_plain_loss_equals_the_models_own_in_bf16(tmp_path):
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from medft.config.resolve import resolve
     from medft.data.cache import prepare_data
     from medft.modeling import methods, models
+    from medft.runtime.devices import device_facts
     from medft.text import labels
     from medft.text.templates import get_spec
     from medft.training import trainer
@@ -70,7 +72,7 @@ def test_cuda_plain_loss_equals_the_models_own_in_bf16(tmp_path):
     model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=False).eval()
     with torch.no_grad():
         expected = model(**batch, use_cache=False).loss.item()
-    args = trainer.sft_config(cfg, tmp_path, "cuda", [], False)
+    args = trainer.sft_config(cfg, tmp_path, resolve(cfg, device_facts()), [], False)
     sft = trainer.build_trainer(model, tokenizer, args, rows, None, fused_loss=False)
     with torch.no_grad():
         loss = sft.compute_loss(model, dict(batch)).item()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from medft.training import pipeline
+from medft.training import steps
 from medft.training.pipeline import JobInfo, run_training
 
 from conftest import compose_config
@@ -27,7 +27,7 @@ FREEZE_BF16 = [
 def _freeze_run(tmp_path, monkeypatch, dtype: str):
     """Train, and capture the top blocks' weights at load and as trained (before the saved copy is rounded)."""
     captured: dict = {}
-    real_save = pipeline._save
+    real_save = steps.save_artifact
 
     def capturing_save(sft, model, tokenizer, cfg, run_dir, weights_dtype):
         captured["trained"] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -41,7 +41,7 @@ def _freeze_run(tmp_path, monkeypatch, dtype: str):
         captured["start"] = {n: p.detach().clone() for n, p in model.named_parameters()}
         return real_apply(model, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_save", capturing_save)
+    monkeypatch.setattr(steps, "save_artifact", capturing_save)
     monkeypatch.setattr(methods, "apply_method", capturing_apply)
     cfg = compose_config([*FREEZE_BF16, f"model.dtype={dtype}"])
     metrics = run_training(cfg, JobInfo(run_dir=tmp_path / dtype))

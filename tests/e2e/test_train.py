@@ -73,6 +73,14 @@ def test_default_run_offline_demo(tmp_path):
     # CPU: SDPA has no variable-length kernel, so batches are grouped by length instead of packed
     assert manifest["compute"]["packing"] is False and manifest["compute"]["group_by_length"] is True
     assert manifest["compute"]["fused_loss"] is False
+    # Every auto switch as decided once for the run, and what the trainer was given.
+    settings = manifest["resolved"]
+    assert settings["device"] == "cpu" and settings["attention"] == "sdpa" and settings["weights_dtype"] == "float32"
+    assert {k: settings[k] for k in ("bf16", "gradient_checkpointing", "packing", "group_by_length", "fused_loss")} == {
+        k: manifest["compute"][k]
+        for k in ("bf16", "gradient_checkpointing", "packing", "group_by_length", "fused_loss")
+    }
+    assert "gradient_checkpointing" in settings["auto"]
     tokenization_cache = json.loads((run_dir / "data_report.json").read_text())["tokenization_cache"]
     assert tokenization_cache["key"], "the default run's tokenized splits are cacheable"
     preflight = json.loads((run_dir / "preflight.json").read_text())

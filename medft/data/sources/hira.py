@@ -73,7 +73,9 @@ def load(name: str, src: Any, *, seed: int, report: SourceReport, progress: bool
     for split, path in files.items():
         lines = path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines()
         records = out.setdefault(split, [])
-        for lineno, raw in enumerate(tqdm(lines, desc=f"{name}: {path.name}", unit="line", disable=not progress), 1):
+        for lineno, raw in enumerate(
+            tqdm(lines, desc=f"{name}: {path.name}", unit="line", disable=not progress, leave=False), 1
+        ):
             if not raw.strip():
                 continue
             report.read += 1

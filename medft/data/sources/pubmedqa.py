@@ -109,7 +109,9 @@ def load(name: str, src: Any, *, seed: int, report: SourceReport, progress: bool
         )
 
     records, seen = [], set()
-    for index, (pmid, raw) in enumerate(tqdm(items, desc=f"{name}: records", unit="rec", disable=not progress)):
+    for index, (pmid, raw) in enumerate(
+        tqdm(items, desc=f"{name}: records", unit="rec", disable=not progress, leave=False)
+    ):
         report.read += 1
         where = f"#{index}" if pmid is None else f"PMID {pmid}"
         if not isinstance(raw, dict):

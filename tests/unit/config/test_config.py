@@ -229,9 +229,9 @@ def test_cross_field_rules(overrides, fragment):
 
 
 def test_qlora_without_bitsandbytes_is_one_line(monkeypatch):
-    import medft.config as config
+    from medft.config import rules
 
-    monkeypatch.setattr(config, "bitsandbytes_available", lambda: False)
+    monkeypatch.setattr(rules, "bitsandbytes_available", lambda: False)
     with pytest.raises(ConfigError, match=r"^method=qlora needs 4-bit bitsandbytes.*use method=lora$"):
         validate(compose_config(["method=qlora"]))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from medft.cli import compare as compare_cli
 from medft.runs import compare
 from medft.runtime.errors import ConfigError
 
@@ -301,19 +302,19 @@ def test_missing_path_and_dir_without_runs(tmp_path):
 
 def test_unknown_option_and_bad_direction_are_one_line_errors(sweep, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        compare.main([str(sweep), "metrc=eval_loss"])
+        compare_cli.main([str(sweep), "metrc=eval_loss"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("medft: error: metrc=eval_loss: unknown option metrc")
     assert "metric=, out=, direction=" in err
     with pytest.raises(SystemExit):
-        compare.main([str(sweep), "direction=up"])
+        compare_cli.main([str(sweep), "direction=up"])
     assert "use direction=min or direction=max" in capsys.readouterr().err
 
 
 def test_several_dirs_write_to_compare_in_the_working_dir(sweep, singles, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    compare.main([str(sweep / "0_method=lora"), *map(str, singles), "metric=train_loss", "direction=max"])
+    compare_cli.main([str(sweep / "0_method=lora"), *map(str, singles), "metric=train_loss", "direction=max"])
     out = capsys.readouterr().out
     assert "higher is better" in out
     assert (tmp_path / "compare" / "compare.csv").is_file() and (tmp_path / "compare" / "compare.md").is_file()

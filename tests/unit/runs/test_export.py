@@ -174,7 +174,7 @@ def test_qlora_export_is_the_model_that_trained(qlora_run, tmp_path):
 def test_push_to_hub_takes_the_token_from_the_environment_only(lora_run, tmp_path, monkeypatch):
     import huggingface_hub
 
-    from medft.runs import export
+    from medft.cli import export
 
     calls = []
 

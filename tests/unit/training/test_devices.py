@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from medft.config.resolve import resolve
 from medft.modeling import models
+from medft.runtime.devices import DeviceFacts
 from medft.training import trainer
 
 from conftest import compose_config
@@ -16,14 +18,17 @@ def test_qlora_workers_load_on_their_local_rank(monkeypatch, tiny_source):
 
     seen = {}
 
+    class Stop(Exception):  # not one the loader turns into a one-line ConfigError
+        pass
+
     def fake_from_pretrained(location, **kwargs):
         seen.update(kwargs)
-        raise RuntimeError("stop after the arguments")
+        raise Stop("stop after the arguments")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
     monkeypatch.setenv("LOCAL_RANK", "3")
     cfg = compose_config(["method=qlora"])
-    with pytest.raises(RuntimeError, match="stop after the arguments"):
+    with pytest.raises(Stop, match="stop after the arguments"):
         models.load_model(cfg.model, cfg.method, "cuda", tiny_source)
     assert seen["device_map"] == {"": 3}
 
@@ -31,7 +36,7 @@ def test_qlora_workers_load_on_their_local_rank(monkeypatch, tiny_source):
 def test_one_process_never_wraps_the_model_in_data_parallel(tmp_path):
     """A process that sees several GPUs (n_gpu > 1) would get nn.DataParallel and a multiplied batch."""
     cfg = compose_config(["logger=none"])
-    args = trainer.sft_config(cfg, tmp_path, "cpu", [], False)
+    args = trainer.sft_config(cfg, tmp_path, resolve(cfg, DeviceFacts()), [], False)
     args.device  # noqa: B018
     args._n_gpu = 4  # what TrainingArguments sets with four visible GPUs and no torchrun
     assert args.n_gpu == 4 and args.train_batch_size == 4 * args.per_device_train_batch_size

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from medft.config.resolve import resolve
 from medft.modeling import models
+from medft.runtime.devices import DeviceFacts
 from medft.runtime.errors import ConfigError
 from medft.training import trainer
+
+CPU = DeviceFacts(kind="cpu")
+CUDA = DeviceFacts(kind="cuda", cuda_bf16=True, capability=(8, 0))
 
 
 def test_auto_switches_on_cpu(compose, tmp_path):
@@ -14,13 +19,15 @@ def test_auto_switches_on_cpu(compose, tmp_path):
     assert models.resolve_attention(cfg.model, "cpu") == "sdpa"
     assert models.resolve_attention(compose(["model=exaone"]).model, "cpu") == "sdpa"
     assert compose(["model=exaone"]).model.attn_implementation.value == "auto"
-    assert not trainer.use_liger(cfg, "cpu") and not trainer.use_tf32(cfg, "cpu")
-    packed = trainer.sft_config(cfg, tmp_path, "cpu", [], False, packing=True)
-    padded = trainer.sft_config(cfg, tmp_path, "cpu", [], False, packing=False)
+    cpu = resolve(cfg, CPU)
+    assert not cpu.liger and not cpu.tf32
+    packed = trainer.sft_config(cfg, tmp_path, cpu.with_packing(True), [], False)
+    padded = trainer.sft_config(cfg, tmp_path, cpu.with_packing(False), [], False)
     # grouping by length only helps padded batches
     assert packed.train_sampling_strategy == "random" and padded.train_sampling_strategy == "group_by_length"
     assert packed.use_liger_kernel is False and not packed.bf16 and not packed.gradient_checkpointing
-    off = trainer.sft_config(compose(["train.group_by_length=false"]), tmp_path, "cpu", [], False, packing=False)
+    ungrouped = compose(["train.group_by_length=false"])
+    off = trainer.sft_config(ungrouped, tmp_path, resolve(ungrouped, CPU).with_packing(False), [], False)
     assert off.train_sampling_strategy == "random"
 
 
@@ -31,12 +38,12 @@ def test_explicit_attention_wins(compose):
 @pytest.mark.parametrize("override", ["train.liger=true"])
 def test_liger_forced_where_it_cannot_run_is_one_line(compose, override):
     with pytest.raises(ConfigError, match=r"train\.liger=true needs"):
-        trainer.use_liger(compose([override]), "cpu")
+        resolve(compose([override]), CPU)
 
 
 def test_memory_plan_checkpoints_only_when_needed_and_refuses_what_cannot_fit(compose, tiny_source):
     """The CUDA planning step, run with the GPU's free memory given (the estimate needs no GPU)."""
-    from medft.training import memplan
+    from medft.training import memory as memplan
     from medft.training.pipeline import plan_memory
 
     cfg = compose(["train.per_device_batch_size=8", "train.max_length=1024"])
@@ -45,17 +52,21 @@ def test_memory_plan_checkpoints_only_when_needed_and_refuses_what_cannot_fit(co
     with_gc = memplan.estimate_for_config(cfg, shape, device="cuda", gradient_checkpointing=True).total
     assert with_gc < without
 
-    ample = plan_memory(cfg, tiny_source, device="cuda", free_bytes=4 * without)
+    cuda = resolve(cfg, CUDA)
+    ample = plan_memory(cfg, tiny_source, cuda, free_bytes=4 * without)
     assert ample["checkpointing_needed"] is False
-    tight = plan_memory(cfg, tiny_source, device="cuda", free_bytes=int((with_gc + without) / 2 / 0.9))
+    tight = plan_memory(cfg, tiny_source, cuda, free_bytes=int((with_gc + without) / 2 / 0.9))
     assert tight["checkpointing_needed"] is True
     assert cfg.train.gradient_checkpointing is None  # the config itself is left as composed
+    assert cuda.with_memory_plan(False).gradient_checkpointing is False  # the plan flows into the settings
+    assert cuda.with_memory_plan(True).gradient_checkpointing is True
     with pytest.raises(
         ConfigError, match=r"model=tiny method=lora needs ~.* GiB at train.per_device_batch_size=8 .* GiB free; "
     ):
-        plan_memory(cfg, tiny_source, device="cuda", free_bytes=int(with_gc * 0.5))
-    assert plan_memory(cfg, tiny_source, device="cpu") == {}
-    assert plan_memory(compose(["train.memory_check=false"]), tiny_source, device="cuda", free_bytes=1) == {}
+        plan_memory(cfg, tiny_source, cuda, free_bytes=int(with_gc * 0.5))
+    assert plan_memory(cfg, tiny_source, resolve(cfg, CPU)) == {}
+    unchecked = compose(["train.memory_check=false"])
+    assert plan_memory(unchecked, tiny_source, resolve(unchecked, CUDA), free_bytes=1) == {}
 
 
 def test_parallel_tokenization_equals_one_pass(compose, tiny_tokenizer, monkeypatch):
@@ -76,9 +87,9 @@ def test_parallel_tokenization_equals_one_pass(compose, tiny_tokenizer, monkeypa
 
 def test_fused_loss_is_auto_per_device(compose):
     cfg = compose()
-    assert not trainer.use_fused_loss(cfg, "cpu") and trainer.use_fused_loss(cfg, "cuda")
-    assert trainer.use_fused_loss(compose(["train.fused_loss=true"]), "cpu")
-    assert not trainer.use_fused_loss(compose(["train.fused_loss=false"]), "cuda")
+    assert not resolve(cfg, CPU).fused_loss and resolve(cfg, CUDA).fused_loss
+    assert resolve(compose(["train.fused_loss=true"]), CPU).fused_loss
+    assert not resolve(compose(["train.fused_loss=false"]), CUDA).fused_loss
 
 
 def test_model_loss_equals_trl_fused_loss_and_gradients(compose, tiny_tokenizer, tiny_source, tmp_path):
@@ -105,7 +116,7 @@ def test_model_loss_equals_trl_fused_loss_and_gradients(compose, tiny_tokenizer,
         torch.manual_seed(0)  # same LoRA initialisation for both
         model = methods.apply_method(model, cfg.model, cfg.method, gradient_checkpointing=False)
         model.eval()  # no dropout: both heads see the same activations
-        args = trainer.sft_config(cfg, tmp_path / str(fused), "cpu", [], False)
+        args = trainer.sft_config(cfg, tmp_path / str(fused), resolve(cfg, CPU), [], False)
         sft = trainer.build_trainer(model, tiny_tokenizer, args, rows, None, fused_loss=fused)
         assert sft.fused_loss is fused
         # Two accumulation steps' worth of tokens: the loss must divide by them, not by this batch.
@@ -129,7 +140,9 @@ def test_length_grouped_order_depends_on_seed_and_epoch_only(compose, tiny_token
         {"input_ids": [[5] * (3 + i % 17) for i in range(64)], "labels": [[5] * (3 + i % 17) for i in range(64)]}
     )
     model = models.load_model(cfg.model, cfg.method, "cpu", tiny_source)
-    sft = trainer.build_trainer(model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None)
+    sft = trainer.build_trainer(
+        model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, resolve(cfg, CPU), [], False), rows, None
+    )
     orders = []
     for rng_seed in (1, 2):
         torch.manual_seed(rng_seed)

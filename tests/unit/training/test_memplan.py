@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import memory as bench
 
 from medft.runtime.errors import ConfigError
-from medft.training import memplan
+from medft.training import memory as memplan
 
 GIB = 1 << 30
 TOLERANCE = 0.25
@@ -88,7 +88,7 @@ def _cpu_estimate(cfg, shape, batch, seq, gc):
 def test_module_is_import_light():
     import subprocess
 
-    code = "import sys, medft.training.memplan; sys.exit(any(m in sys.modules for m in ('torch', 'transformers')))"
+    code = "import sys, medft.training.memory; sys.exit(any(m in sys.modules for m in ('torch', 'transformers')))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
 
 

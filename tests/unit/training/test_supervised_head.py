@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from medft.config.resolve import resolve
 from medft.modeling import models
+from medft.runtime.devices import DeviceFacts
 from medft.runtime.errors import ConfigError
 from medft.training import causal_mask, supervised_head, trainer
 
@@ -125,7 +127,12 @@ def test_head_sees_only_supervised_positions_and_loss_equals_the_models_own(
 
     model = _lora_model(cfg, tiny_source)
     sft = trainer.build_trainer(
-        model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None, fused_loss=False
+        model,
+        tiny_tokenizer,
+        trainer.sft_config(cfg, tmp_path, resolve(cfg, DeviceFacts()), [], False),
+        rows,
+        None,
+        fused_loss=False,
     )
     seen = {}
     head = model.get_output_embeddings()
@@ -159,7 +166,12 @@ def test_a_batch_without_supervised_tokens_gives_zero_loss_and_gradients(
     cfg = compose()
     model = _lora_model(cfg, tiny_source)
     sft = trainer.build_trainer(
-        model, tiny_tokenizer, trainer.sft_config(cfg, tmp_path, "cpu", [], False), rows, None, fused_loss=False
+        model,
+        tiny_tokenizer,
+        trainer.sft_config(cfg, tmp_path, resolve(cfg, DeviceFacts()), [], False),
+        rows,
+        None,
+        fused_loss=False,
     )
     batch = {**batch, "labels": torch.full_like(batch["labels"], -100)}
     loss = sft.compute_loss(model, batch, num_items_in_batch=torch.tensor(10))
@@ -173,6 +185,6 @@ def test_evaluation_loss_equals_the_models_mean_loss(compose, tiny_tokenizer, ti
     cfg = compose(["train.eval_batch_size=4"])
     model = _lora_model(cfg, tiny_source)
     expected = model(**batch, use_cache=False).loss.item()
-    args = trainer.sft_config(cfg, tmp_path, "cpu", [], True)
+    args = trainer.sft_config(cfg, tmp_path, resolve(cfg, DeviceFacts()), [], True)
     sft = trainer.build_trainer(model, tiny_tokenizer, args, rows, rows, fused_loss=False)
     assert sft.evaluate()["eval_loss"] == pytest.approx(expected, rel=1e-5)

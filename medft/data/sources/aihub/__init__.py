@@ -19,7 +19,6 @@ import gc
 import itertools
 import multiprocessing
 import os
-import re
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -29,55 +28,49 @@ from pathlib import Path
 from typing import Any
 
 from medft.data.report import SourceReport
-from medft.data.sources.aihub.files import ANSWER_DIR, QUESTION_DIR, Batch, Listing, Readers, fs_name, is_zip_name, walk
+from medft.data.sources.aihub.files import walk
+from medft.data.sources.aihub.groups import Groups, split_of
+from medft.data.sources.aihub.layout import ANSWER_DIR, QUESTION_DIR, Listing, fs_name
+from medft.data.sources.aihub.options import SOURCE_URL, no_questions, options
 from medft.data.sources.aihub.parse import (
     ANSWER_PARTS,
     SHARED,
-    STAT_KEYS,
     GroupResult,
     Job,
     NotShared,
     Params,
     init_worker,
-    records,
     run_chunk,
     run_job,
     run_shared_chunk,
 )
-from medft.runtime.errors import DataError
+from medft.data.sources.aihub.reading import Readers
+from medft.data.sources.aihub.results import merge, with_records
 
-__all__ = ["ANSWER_DIR", "ANSWER_PARTS", "GROUP_BY", "QUESTION_DIR", "STRATIFY", "UNIT", "load", "split_of"]
+__all__ = [
+    "ANSWER_DIR",
+    "ANSWER_PARTS",
+    "GROUP_BY",
+    "QUESTION_DIR",
+    "SOURCE_URL",
+    "STRATIFY",
+    "UNIT",
+    "Groups",
+    "load",
+    "split_of",
+]
 
 STRATIFY = ("category", "intention")
 # Pairing gives the questions of one folder that folder's answers: the folder (within the
 # source's own split) is one group for carving, so no held-out answer is a training answer.
 GROUP_BY = ("source_split", "category", "disease", "intention")
 UNIT = "files"
-SOURCE_URL = "https://aihub.or.kr/aihubdata/data/view.do?dataSetSn=71762"
-# Official folder and archive names that say which split a subtree is (TL/VL labels, TS/VS sources).
-_TRAIN = re.compile(r"^(tl|ts|training)(\d+)?([ _.\-].*)?$", re.IGNORECASE)
-_VALID = re.compile(r"^(vl|vs|validation)(\d+)?([ _.\-].*)?$", re.IGNORECASE)
-_SPLIT_OF_TAG = {"TL": "train", "VL": "validation"}
 # Below this many files a pool costs more to start than it saves.
 POOL_THRESHOLD = 2000
 # Files per chunk sent to a worker: big enough to amortise the round trip, small enough to balance.
 CHUNK_FILES = 1000
 MAX_WORKERS = 8
 _tokens = itertools.count()
-
-
-def split_of(parts: tuple[str, ...]) -> tuple[str, str]:
-    """(split, tag) from the folders (or archive stem) above a ``1.질문``/``2.답변`` folder, nearest first.
-
-    ``parts`` runs from the filesystem root down, so a flattened
-    ``Validation/02.라벨링데이터/1.질문`` is still validation. Default: train/TL.
-    """
-    for part in reversed(parts):
-        if _VALID.match(part):
-            return "validation", "VL"
-        if _TRAIN.match(part):
-            return "train", "TL"
-    return "train", "TL"
 
 
 def default_workers() -> int:
@@ -87,130 +80,6 @@ def default_workers() -> int:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return max(1, min(MAX_WORKERS, cpus))
-
-
-def _missing_path(name: str) -> DataError:
-    return DataError(
-        f"data.sources.{name}.path is not set: download AI Hub dataset 71762 ({SOURCE_URL}) and pass "
-        f"data.sources.{name}.path=<folder holding Training/ and Validation/, or TL.zip itself>"
-    )
-
-
-def _options(name: str, src: Any) -> tuple[Path, str, int]:
-    if not src.get("path"):
-        raise _missing_path(name)
-    root = Path(str(src.get("path"))).expanduser()
-    if not root.exists():
-        raise DataError(
-            f"data.sources.{name}.path={root} does not exist; point it at the AI Hub 71762 data ({SOURCE_URL})"
-        )
-    if root.is_file() and not is_zip_name(root.name):
-        raise DataError(
-            f"data.sources.{name}.path={root} is a file but not a .zip; point it at TL.zip/VL.zip or the "
-            "folder holding them"
-        )
-    if root.is_dir() and fs_name(root.name) in (QUESTION_DIR, ANSWER_DIR):
-        raise DataError(
-            f"data.sources.{name}.path={root} is a '{fs_name(root.name)}' folder; point it at the folder that holds "
-            f"both {QUESTION_DIR} and {ANSWER_DIR} (or any folder above it)"
-        )
-    policy = str(getattr(src.get("pairing"), "value", src.get("pairing") or "first"))
-    if policy not in ("first", "random", "all"):
-        raise DataError(f"data.sources.{name}.pairing={policy} must be one of first, random, all")
-    cap = int(src.get("pairing_cap") or 0)
-    if policy == "all" and cap < 1:
-        raise DataError(f"data.sources.{name}.pairing_cap={cap} must be >= 1 with pairing=all")
-    return root, policy, cap
-
-
-def _no_questions(name: str, root: Path, listing: Listing) -> DataError:
-    if listing.broken_zips:
-        hint = " (" + "; ".join(f"{rel} is not a readable zip: {why}" for rel, why in listing.broken_zips[:2]) + ")"
-    elif listing.zips:
-        hint = f" (found {', '.join(listing.zips[:3])}, but no member under {QUESTION_DIR}/)"
-    else:
-        hint = ""
-    return DataError(
-        f"data.sources.{name}.path={root}: no '{QUESTION_DIR}/<category>/<disease>/<intention>/*.json' files "
-        "were found "
-        f"in the folders or zips below it{hint}; point it at the AI Hub 71762 labelled data "
-        f"(TL.zip/VL.zip or their unzipped folders, {SOURCE_URL})"
-    )
-
-
-class Groups:
-    """Files by (tag, category, disease, intention) as batches arrive, and which groups are out.
-
-    The first copy of a file wins; later copies (an archive next to its unzipped tree) are
-    ignored. A group gets new files after it was handed out only when a copy holds files the
-    first one lacked: it is then marked dirty and redone once everything is listed.
-    """
-
-    def __init__(self, report: SourceReport) -> None:
-        self.report = report
-        self.jobs: dict[tuple, Job] = {}
-        self.out: set[tuple] = set()
-        self.dirty: set[tuple] = set()
-        self.files = 0
-        self.saw_question = False
-        self._seen: dict[tuple, list[str] | set[str]] = {}
-        self._split: dict[tuple, tuple[str, str]] = {}
-
-    def add(self, b: Batch) -> Job | None:
-        """File the batch; return its group's job (None for files outside the layout)."""
-        is_question = b.marker == QUESTION_DIR
-        self.saw_question |= is_question
-        kind = "question" if is_question else "answer"
-        split_tag = self._split.get(b.above)
-        if split_tag is None:
-            split_tag = self._split[b.above] = split_of(b.above)
-        split, tag = split_tag
-        names, refs = b.names, b.refs
-        key = (b.marker, tag, b.below)
-        before = self._seen.get(key)
-        if before is None and not b.may_repeat:
-            self._seen[key] = names
-        else:
-            taken = before if isinstance(before, set) else set(before or ())
-            self._seen[key] = taken
-            keep = []
-            for i, name in enumerate(names):
-                if name in taken:
-                    self.report.ignore(f"duplicate_{kind}_file", f"{b.rel_dir}/{name}")
-                else:
-                    taken.add(name)
-                    keep.append(i)
-            names, refs = [names[i] for i in keep], [refs[i] for i in keep]
-        if not names:
-            return None
-        if len(b.below) != 3:
-            self.report.read += len(names)
-            for name in names:
-                self.report.skip(f"{kind}_outside_category_disease_intention", f"{b.rel_dir}/{name}")
-            return None
-        group = (tag, *b.below)
-        job = self.jobs.get(group)
-        if job is None:
-            job = self.jobs[group] = Job(group, _SPLIT_OF_TAG[tag], [], [])
-        elif group in self.out:
-            # The copy handed out stays as it was; the group is redone with every file.
-            job = self.jobs[group] = Job(group, job.split, list(job.questions), list(job.answers))
-            self.dirty.add(group)
-        (job.questions if is_question else job.answers).append((b.rel_dir, b.base, names, refs))
-        self.files += len(names)
-        return job
-
-    def take(self, keys: Any) -> list[Job]:
-        """Hand out the jobs of ``keys`` not handed out yet, in that order."""
-        jobs = [self.jobs[k] for k in keys if k not in self.out]
-        self.out.update(job.key for job in jobs)
-        return jobs
-
-    def with_questions(self) -> list[tuple]:
-        return [k for k, job in self.jobs.items() if job.questions and k not in self.out]
-
-    def rest(self) -> list[tuple]:
-        return [k for k in self.jobs if k not in self.out]
 
 
 def _n_files(job: Job) -> int:
@@ -248,7 +117,7 @@ def _bar(total: int, desc: str, progress: bool):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="file")
+    return tqdm(total=total, desc=desc, unit="file", leave=False)
 
 
 class Runner:
@@ -384,54 +253,6 @@ class Runner:
             self._bar.close()
 
 
-def _with_records(name: str, policy: str) -> Callable[[list[GroupResult]], list]:
-    def finish(results: list[GroupResult]) -> list:
-        return [(r, records(name, policy, r.paired) if r.paired is not None else []) for r in results]
-
-    return finish
-
-
-def _merge(params: Params, chunks: list[list], report: SourceReport) -> dict[str, list[dict]]:
-    """Records by split and the report, in the order groups were handed out."""
-    out: dict[str, list[dict]] = {}
-    stats = [0] * len(STAT_KEYS)
-    cp949: list[str] = []
-    for chunk in chunks:
-        for result, rows in chunk:
-            if rows:
-                out.setdefault(result.paired.split, []).extend(rows)
-            for kind, reason, rel in result.events:
-                if kind == "skip":
-                    report.skip(reason, rel)
-                elif kind == "leave":
-                    report.leave(reason, rel)
-                elif kind == "ignore":
-                    report.ignore(reason, rel)
-                else:
-                    cp949.append(rel)
-            stats = [a + b for a, b in zip(stats, result.stats, strict=False)]
-    s = dict(zip(STAT_KEYS, stats, strict=False))
-    report.read += s["read"]
-    report.used += s["questions_paired"] + s["answers_used"]
-    report.info["pairing"] = {
-        "policy": params.policy,
-        **({"cap": params.cap} if params.policy == "all" else {}),
-        "groups": s["groups"],
-        "questions": s["questions"],
-        "questions_paired": s["questions_paired"],
-        "answers": s["answers"],
-        "answers_used": s["answers_used"],
-        "answers_unused": s["answers"] - s["answers_used"],
-        "pairs": s["pairs"],
-        "groups_without_answers": s["groups_without_answers"],
-        "groups_without_questions": s["groups_without_questions"],
-    }
-    if cp949:
-        # Readable, but not UTF-8 as the dataset promises: kept, and said so.
-        report.info["read_as_cp949"] = {"count": len(cp949), "examples": cp949[:3]}
-    return out
-
-
 def load(
     name: str,
     src: Any,
@@ -448,7 +269,7 @@ def load(
     ``src.path`` is a folder (unzipped trees and/or zips anywhere below it) or one .zip.
     More than ``pool_threshold`` files are parsed by ``workers`` processes.
     """
-    root, policy, cap = _options(name, src)
+    root, policy, cap = options(name, src)
     # Millions of small objects are made and the records all survive: the cyclic GC would
     # rescan them again and again for nothing (about a third of the load time).
     gc_was_enabled = gc.isenabled()
@@ -485,7 +306,7 @@ def _load(
         chunk_files=chunk_files,
         desc=f"{params.name}: reading",
         progress=progress,
-        finish=_with_records(params.name, params.policy),
+        finish=with_records(params.name, params.policy),
     )
     try:
         answers_listed = False
@@ -505,7 +326,7 @@ def _load(
             report.read += 1
             report.skip("broken_zip", rel)
         if not groups.saw_question:
-            raise _no_questions(params.name, root, listing)
+            raise no_questions(params.name, root, listing)
         if listing.zips:
             report.info["archives"] = list(listing.zips)
         runner.add(groups.take(groups.rest()))
@@ -513,7 +334,7 @@ def _load(
     finally:
         runner.close()
     if groups.dirty:
-        redo = _with_records(params.name, params.policy)
+        redo = with_records(params.name, params.policy)
         with Readers() as readers:
             chunks = [
                 [
@@ -522,4 +343,4 @@ def _load(
                 ]
                 for chunk in chunks
             ]
-    return _merge(params, chunks, report)
+    return merge(params, chunks, report)

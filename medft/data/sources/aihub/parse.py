@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from medft.data.sources.aihub.files import BrokenMember, Readers
+from medft.data.sources.aihub.reading import BrokenMember, Readers
 
 ANSWER_PARTS = ("intro", "body", "conclusion")
 _BOM = b"\xef\xbb\xbf"
