@@ -156,7 +156,7 @@ class OptunaSweeper(Sweeper):
             overrides = [tuple(fixed + [f"{k}={_format(v)}" for k, v in t.params.items()]) for t in trials]
             job_idx = min(t.number for t in trials)
             returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
-            for trial, ret in zip(trials, returns, strict=False):
+            for trial, ret in zip(trials, returns, strict=True):
                 value = _value(ret)
                 trial.set_user_attr("run_dir", str(getattr(ret, "working_dir", "") or ""))
                 if value is None:

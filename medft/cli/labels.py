@@ -9,6 +9,7 @@ in the data; ``ids=true`` shows every token as ``id:piece`` instead.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -59,7 +60,7 @@ def run_texts(tokenizer, ids: list[int], runs: list[tuple[bool, int, int]]) -> l
         prefix = tokenizer.decode(ids[:end])
         cuts.append(max(cuts[-1], len(os.path.commonprefix([full, prefix]))))
     cuts.append(len(full))
-    return [full[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    return [full[a:b] for a, b in itertools.pairwise(cuts)]
 
 
 def _piece(tokenizer, token_id: int) -> str:
@@ -76,7 +77,7 @@ def render_row(tokenizer, example: dict, plain: bool, ids: bool = False) -> str:
     runs = mask_runs(example["labels"])
     texts = (_ids_texts if ids else run_texts)(tokenizer, example["input_ids"], runs)
     pieces = []
-    for index, ((trained, _, _), text) in enumerate(zip(runs, texts, strict=False)):
+    for index, ((trained, _, _), text) in enumerate(zip(runs, texts, strict=True)):
         if plain:
             pieces.append(f"«{text}»" if trained else text)
         else:

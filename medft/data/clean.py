@@ -97,7 +97,7 @@ def _valid_birth_date(front: str, sex_digit: str) -> bool:
 
 def _checksum_holds(digits: str) -> bool:
     """Mod-11 check digit of numbers issued before October 2020 (foreigners' numbers offset by 2)."""
-    total = sum(int(d) * w for d, w in zip(digits, _CHECK_WEIGHTS, strict=False))
+    total = sum(int(d) * w for d, w in zip(digits[:12], _CHECK_WEIGHTS, strict=True))  # the 13th is the check
     base = 13 if digits[6] in _FOREIGNER_DIGITS else 11
     return (base - total % 11) % 10 == int(digits[12])
 

@@ -106,7 +106,7 @@ def _rows(datasets, split: str) -> Iterable[tuple[str, str]]:
     """(id, question key) of a split, from a DatasetDict or plain lists of records."""
     rows = datasets[split]
     if hasattr(rows, "column_names"):
-        return zip(rows["id"], (question_key({"messages": m}) for m in rows["messages"]), strict=False)
+        return zip(rows["id"], (question_key({"messages": m}) for m in rows["messages"]), strict=True)
     return ((r["id"], question_key(r)) for r in rows)
 
 

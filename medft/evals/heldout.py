@@ -61,7 +61,7 @@ def token_losses(model, pad_id: int, examples: list[dict]) -> list[tuple[float, 
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none")
     counts = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1)
-    return [(float(s), int(c)) for s, c in zip(nll.sum(dim=1), counts, strict=False)]
+    return [(float(s), int(c)) for s, c in zip(nll.sum(dim=1), counts, strict=True)]
 
 
 def teacher_forced_loss(loaded, rows: list[dict], batch_size: int) -> dict:

@@ -179,7 +179,7 @@ def score(loaded, eval_cfg, subsets: list[Subset], progress=None) -> dict:
             replies = generate_batch(loaded.model, loaded.tokenizer, texts, gen_kwargs)
             items += [
                 score_item(subset.name, row, r.text, prompter.finish(r.text))
-                for row, r in zip(chunk, replies, strict=False)
+                for row, r in zip(chunk, replies, strict=True)
             ]
             if progress is not None:
                 progress.update(len(chunk))

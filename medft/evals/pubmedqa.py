@@ -94,7 +94,7 @@ def decide(loaded, prompter: Prompter, user: str) -> tuple[str, dict[str, float]
     else:
         context, continuations = context + "\n답:", [f" {d}" for d in DECISIONS]
     scores = dict(
-        zip(DECISIONS, continuation_logprobs(loaded.model, loaded.tokenizer, context, continuations), strict=False)
+        zip(DECISIONS, continuation_logprobs(loaded.model, loaded.tokenizer, context, continuations), strict=True)
     )
     return max(DECISIONS, key=scores.__getitem__), scores
 
@@ -108,7 +108,7 @@ def score(loaded, eval_cfg, data: Items, progress=None) -> dict:
     for chunk in batches(data.items, eval_cfg.batch_size):
         texts = [prompter.render([{"role": "user", "content": item["user"]}]) for item in chunk]
         replies = generate_batch(loaded.model, loaded.tokenizer, texts, gen_kwargs)
-        for item, reply in zip(chunk, replies, strict=False):
+        for item, reply in zip(chunk, replies, strict=True):
             predicted, logprobs = decide(loaded, prompter, item["user"])
             answer = prompter.finish(reply.text)
             items.append(
@@ -139,7 +139,7 @@ def score(loaded, eval_cfg, data: Items, progress=None) -> dict:
         label: {
             "n": truth.count(label),
             "predicted": predicted.count(label),
-            "recall": (sum(t == p == label for t, p in zip(truth, predicted, strict=False)) / truth.count(label))
+            "recall": (sum(t == p == label for t, p in zip(truth, predicted, strict=True)) / truth.count(label))
             if truth.count(label)
             else None,
         }

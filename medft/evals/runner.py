@@ -109,10 +109,10 @@ def format_table(result: dict) -> str:
         name_width = max(8, *(len(g) for g in groups))
         widths = [max(len(c), 8) for c in columns]
         lines.append(
-            "  " + f"{'':<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=False))
+            "  " + f"{'':<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
         )
         for group, values in groups.items():
-            cells = "  ".join(f"{_cell(values.get(c)):>{w}}" for c, w in zip(columns, widths, strict=False))
+            cells = "  ".join(f"{_cell(values.get(c)):>{w}}" for c, w in zip(columns, widths, strict=True))
             lines.append(f"  {group:<{name_width}}  {cells}")
     return "\n".join(lines)
 

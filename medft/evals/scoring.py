@@ -104,7 +104,7 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     _same_length(y_true, y_pred)
     if not y_true:
         return 0.0
-    return sum(t == p for t, p in zip(y_true, y_pred, strict=False)) / len(y_true)
+    return sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true)
 
 
 def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
@@ -116,9 +116,9 @@ def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
         return 0.0
     scores = []
     for label in labels:
-        tp = sum(t == label and p == label for t, p in zip(y_true, y_pred, strict=False))
-        fp = sum(t != label and p == label for t, p in zip(y_true, y_pred, strict=False))
-        fn = sum(t == label and p != label for t, p in zip(y_true, y_pred, strict=False))
+        tp = sum(t == label and p == label for t, p in zip(y_true, y_pred, strict=True))
+        fp = sum(t != label and p == label for t, p in zip(y_true, y_pred, strict=True))
+        fn = sum(t == label and p != label for t, p in zip(y_true, y_pred, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
     return sum(scores) / len(scores)
 

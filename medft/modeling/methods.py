@@ -159,69 +159,23 @@ def trainable_summary(model) -> dict:
 
 
 # --------------------------------------------------------------------------- settings each method needs
-def _needs_lora(method_cfg, name: str) -> list[str]:
-    if method_cfg.get("lora") is None:
-        return [f"method={name} needs method.lora settings; use a method config from conf/method/"]
-    return []
+def _problems(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
+    """The method's config rules (medft.config.rules, the one place they are written) and, when the
+    model's decoder block count is known, whether freeze's top blocks exist."""
+    from types import SimpleNamespace
 
+    from omegaconf import OmegaConf
 
-def _no_quantization(method_cfg, name: str) -> list[str]:
-    if method_cfg.get("quantization") is not None:
-        return [f"method.quantization is set but method={name} does not quantize; use method=qlora"]
-    return []
+    from medft.config import MethodConfig, rules
 
-
-def _no_trainable_layers(method_cfg, name: str) -> list[str]:
-    if method_cfg.get("trainable_layers") is not None:
-        return [f"method.trainable_layers only applies to method=freeze, not method={name}"]
-    return []
-
-
-def _bitsandbytes_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("bitsandbytes") is not None
-
-
-def _lora_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
-    return [
-        *_needs_lora(method_cfg, "lora"),
-        *_no_quantization(method_cfg, "lora"),
-        *_no_trainable_layers(method_cfg, "lora"),
-    ]
-
-
-def _qlora_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
-    found = _needs_lora(method_cfg, "qlora")
-    if method_cfg.get("quantization") is None:
-        found.append("method=qlora needs method.quantization; use conf/method/qlora.yaml")
-    if not _bitsandbytes_available():
-        found.append(
-            "method=qlora needs 4-bit bitsandbytes, which is not installed here; "
-            "`pip install bitsandbytes` or use method=lora"
-        )
-    tiny = model_cfg.get("tiny") if model_cfg is not None else None
-    if tiny is not None and (tiny.hidden_size % 64 or tiny.intermediate_size % 64):
-        found.append(
-            "method=qlora quantizes in blocks of 64: model.tiny.hidden_size and model.tiny.intermediate_size "
-            "must be multiples of 64"
-        )
-    return [*found, *_no_trainable_layers(method_cfg, "qlora")]
-
-
-def _freeze_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
-    found = _no_quantization(method_cfg, "freeze")
-    k = method_cfg.get("trainable_layers")
-    if k is None or k < 1:
-        found.append(f"method.trainable_layers={k} must be a positive number of top decoder blocks to train")
-    elif layers is not None and k > layers:
+    method = OmegaConf.merge(OmegaConf.structured(MethodConfig), method_cfg)
+    cfg = SimpleNamespace(method=method, model=model_cfg if model_cfg is not None else SimpleNamespace(tiny=None))
+    found = [*rules.method_sections(cfg), *rules.qlora_runs_here(cfg), *rules.trainable_layers(cfg)]
+    k = method.trainable_layers
+    if MethodName(method.name) is MethodName.freeze and layers is not None and k is not None and k > layers:
         name = model_cfg.name if model_cfg is not None else "?"
         found.append(f"method.trainable_layers={k} but model={name} has {layers} decoder blocks; choose 1..{layers}")
     return found
-
-
-def _full_rules(method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
-    return [*_no_quantization(method_cfg, "full"), *_no_trainable_layers(method_cfg, "full")]
 
 
 # --------------------------------------------------------------------------- descriptors
@@ -241,24 +195,26 @@ class MethodDescriptor:
     quantized: bool  # the base loads in 4-bit NF4
     artifact: str  # the run directory folder its weights are saved in
     apply: Callable[..., Any]
-    problems: Callable[..., list[str]]
 
     @property
     def trains_base_weights(self) -> bool:
         return not self.adapter
 
+    def problems(self, method_cfg, model_cfg=None, layers: int | None = None) -> list[str]:
+        return _problems(method_cfg, model_cfg, layers)
+
     def validate(self, method_cfg, model_cfg=None, layers: int | None = None) -> None:
         found = self.problems(method_cfg, model_cfg, layers)
-        if len(found) == 1:
-            raise ConfigError(found[0])
         if found:
-            raise ConfigError("\n".join([f"{len(found)} problems in the config:", *(f"  - {v}" for v in found)]))
+            from medft.config import ConfigViolations
+
+            raise ConfigViolations(found)
 
 
-LORA = MethodDescriptor(MethodName.lora, True, False, ADAPTER_FOLDER, _apply_lora, _lora_rules)
-QLORA = MethodDescriptor(MethodName.qlora, True, True, ADAPTER_FOLDER, _apply_lora, _qlora_rules)
-FREEZE = MethodDescriptor(MethodName.freeze, False, False, MODEL_FOLDER, _apply_freeze, _freeze_rules)
-FULL = MethodDescriptor(MethodName.full, False, False, MODEL_FOLDER, _apply_full, _full_rules)
+LORA = MethodDescriptor(MethodName.lora, True, False, ADAPTER_FOLDER, _apply_lora)
+QLORA = MethodDescriptor(MethodName.qlora, True, True, ADAPTER_FOLDER, _apply_lora)
+FREEZE = MethodDescriptor(MethodName.freeze, False, False, MODEL_FOLDER, _apply_freeze)
+FULL = MethodDescriptor(MethodName.full, False, False, MODEL_FOLDER, _apply_full)
 
 METHODS: dict[MethodName, MethodDescriptor] = {d.name: d for d in (LORA, QLORA, FREEZE, FULL)}
 

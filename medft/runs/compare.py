@@ -334,7 +334,7 @@ def plot_curves(runs: list[RunSummary], path: Path, title: str = "validation los
     for index, (run, points) in enumerate(curves):
         style = "-" if index < 20 else "--"
         ax.plot(
-            *zip(*points, strict=False),
+            *zip(*points, strict=True),
             label=legend_label(run),
             color=colors(index % 20),
             marker="o",

@@ -265,9 +265,9 @@ def plot_loss(history: list[dict], path: Path, title: str) -> bool:
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
-        ax.plot(*zip(*train, strict=False), label="train loss", color="tab:blue")
+        ax.plot(*zip(*train, strict=True), label="train loss", color="tab:blue")
     if evals:
-        ax.plot(*zip(*evals, strict=False), label="validation loss", color="tab:orange", marker="o")
+        ax.plot(*zip(*evals, strict=True), label="validation loss", color="tab:orange", marker="o")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)

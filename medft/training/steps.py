@@ -13,22 +13,19 @@ from medft.config import MethodName
 from medft.runs import rundir
 from medft.runs.rundir import RunDir
 from medft.runtime.distributed import is_main_process
-from medft.runtime.errors import ConfigError, DataError
+from medft.runtime.errors import DataError
 
 log = logging.getLogger("medft")
 
 
 def check_model_early(cfg: DictConfig):
     """Fail before loading data when the weights are unreachable or the method cannot fit."""
+    from medft.modeling.methods import descriptor
     from medft.modeling.models import num_decoder_layers, resolve_source
 
     source = resolve_source(cfg.model)
     layers = num_decoder_layers(cfg.model, source)
-    k = cfg.method.trainable_layers
-    if MethodName(cfg.method.name) is MethodName.freeze and layers is not None and k > layers:
-        raise ConfigError(
-            f"method.trainable_layers={k} but model={cfg.model.name} has {layers} decoder blocks; choose 1..{layers}"
-        )
+    descriptor(cfg.method.name).validate(cfg.method, cfg.model, layers)
     return source
 
 

@@ -104,6 +104,6 @@ def test_ids_view_shows_every_token_id_with_the_supervised_ones_marked(solar_dir
     assert [int(t.split(":", 1)[0]) for t in tokens] == example["input_ids"]
     assert tokens[0] == "1:<s>" and "13:<0x0A>" in tokens
     marked = re.findall(r"«(.*?)»", line)
-    supervised = [t for t, label in zip(example["input_ids"], example["labels"], strict=False) if label != -100]
+    supervised = [t for t, label in zip(example["input_ids"], example["labels"], strict=True) if label != -100]
     assert [int(t.split(":", 1)[0]) for m in marked for t in m.split(" ")] == supervised
     assert marked[-1].endswith(" 2:</s>")

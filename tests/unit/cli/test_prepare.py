@@ -39,7 +39,7 @@ def test_prepare_prints_a_summary_and_the_second_run_reuses_the_cache(tmp_path):
     assert "cache reused" in second_out.stdout
     # Reused, not rebuilt: the cached files were not written again (speed is measured by benchmarks).
     cached = [p for p in Path(second["cache"]["path"]).rglob("*") if p.is_file()]
-    assert cached and all(p.stat().st_mtime <= written for p, written in zip(cached, mtimes, strict=False))
+    assert cached and all(p.stat().st_mtime <= written for p, written in zip(cached, mtimes, strict=True))
     assert second["splits"] == first["splits"] and second["fingerprint"] == first["fingerprint"]
 
 

@@ -104,7 +104,7 @@ def test_pad_equal_to_eos_masking_the_end_of_turn(monkeypatch, tmp_path):
         pad = tokenizer.pad_token_id
         tokenized["train"] = tokenized["train"].map(
             lambda row: {
-                "labels": [-100 if t == pad else y for t, y in zip(row["input_ids"], row["labels"], strict=False)]
+                "labels": [-100 if t == pad else y for t, y in zip(row["input_ids"], row["labels"], strict=True)]
             }
         )
         return tokenized, report

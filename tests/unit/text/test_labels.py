@@ -27,7 +27,7 @@ def templated(request, tiny_tokenizer):
 def _supervised_runs(tok, example):
     """Decoded text of each maximal run of supervised tokens."""
     runs, current = [], []
-    for token_id, label in zip(example["input_ids"], example["labels"], strict=False):
+    for token_id, label in zip(example["input_ids"], example["labels"], strict=True):
         if label != IGNORE_INDEX:
             assert label == token_id
             current.append(token_id)

@@ -117,8 +117,8 @@ def test_batched_prompts_keep_the_bos_after_left_padding(standin):
     finally:
         tok.padding_side = "right"
     assert batch["attention_mask"][1, 0] == 0  # the shorter prompt is padded on the left
-    for row, mask, text in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), texts, strict=False):
-        real = [i for i, m in zip(row, mask, strict=False) if m]
+    for row, mask, text in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), texts, strict=True):
+        real = [i for i, m in zip(row, mask, strict=True) if m]
         assert real == encode_prompt(tok, text) and _leading(real, tok.convert_tokens_to_ids(bos)) == count
 
 

@@ -111,7 +111,7 @@ def _walk(
             names = files if joined.isascii() else [fs_name(n) for n in files]
             renamed = names is not files and names != files
             if at is None:
-                for raw, name in zip(files, names, strict=False):
+                for raw, name in zip(files, names, strict=True):
                     if is_zip_name(name):
                         yield from list_zip(
                             base + raw, "/".join((*parts, name)), root_parts + parts + (archive_stem(name),), listing

@@ -179,7 +179,7 @@ def read_items(folders: list, is_question: bool, readers: Readers, events: list)
     items: dict[str, Item] = {}
     read = 0
     for rel_dir, base, names, refs in folders:
-        for name, raw in zip(names, readers.read_all(base, refs), strict=False):
+        for name, raw in zip(names, readers.read_all(base, refs), strict=True):
             read += 1
             rel = f"{rel_dir}/{name}"
             if raw.__class__ is not bytes:

@@ -33,8 +33,8 @@ def merge(params: Params, chunks: list[list], report: SourceReport) -> dict[str,
                     report.ignore(reason, rel)
                 else:
                     cp949.append(rel)
-            stats = [a + b for a, b in zip(stats, result.stats, strict=False)]
-    s = dict(zip(STAT_KEYS, stats, strict=False))
+            stats = [a + b for a, b in zip(stats, result.stats, strict=True)]
+    s = dict(zip(STAT_KEYS, stats, strict=True))
     report.read += s["read"]
     report.used += s["questions_paired"] + s["answers_used"]
     report.info["pairing"] = {
