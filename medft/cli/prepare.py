@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 from medft.cli import prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
 from medft.data.report import summary_table
-from medft.runs.rundir import RunDir
 from medft.runtime import console
 
 register_schemas()
@@ -47,6 +46,7 @@ def main(cfg: DictConfig) -> None:
         from medft.data.cache import prepare_data
         from medft.evals.contamination import check_contamination
         from medft.runs import rundir
+        from medft.runs.rundir import RunDir
         from medft.runtime.errors import DataError
 
         validate(cfg)

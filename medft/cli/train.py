@@ -16,7 +16,6 @@ from omegaconf import DictConfig
 
 from medft.cli import fail, prepare_overrides, user_errors
 from medft.config import CONF_DIR, register_schemas
-from medft.runs.rundir import RunDir
 from medft.runtime import console
 
 register_schemas()
@@ -76,6 +75,7 @@ def main(cfg: DictConfig) -> float | None:
         with user_errors():
             return _run(cfg, job)
     # In a sweep a failing job is recorded and the sweep goes on (see medft.runs.sweeps).
+    from medft.runs.rundir import RunDir
     from medft.runs.sweeps import record_failure
 
     try:

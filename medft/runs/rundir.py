@@ -12,7 +12,6 @@ import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +222,8 @@ def git_sha() -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
+    from importlib import metadata  # ~20 ms, only when a manifest is written: kept off the --help path
+
     versions = {}
     for name in PACKAGES:
         try:

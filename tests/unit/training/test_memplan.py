@@ -70,20 +70,6 @@ def _load_tiny(method: str, gc: bool = False, extra: list[str] | None = None):
     return cfg, bench.load_for_training(cfg, gc)
 
 
-def _cpu_estimate(cfg, shape, batch, seq, gc):
-    return memplan.estimate_for_config(
-        cfg,
-        shape,
-        device="cpu",
-        batch_size=batch,
-        seq_len=seq,
-        gradient_checkpointing=gc,
-        weight_dtype_bytes=4,
-        compute_dtype_bytes=4,
-        loss="chunked",  # the measured step runs TRL's fused head
-    )
-
-
 # --------------------------------------------------------------------------- shapes and counts
 def test_module_is_import_light():
     import subprocess
@@ -134,8 +120,7 @@ def test_trainable_count_equals_apply_method(tiny_cfg, method, extra):
     from medft.modeling.methods import trainable_summary
 
     cfg, model = _load_tiny(method, extra=extra)
-    shape = memplan.shape_from_source(cfg.model)
-    est = _cpu_estimate(cfg, shape, 1, 16, False)
+    est = bench.planner_estimate(cfg, 1, 16, False)
     assert est.trainable_params == trainable_summary(model)["trainable_params"]
     trainable_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     assert est.gradients == trainable_bytes and est.optimizer == 2 * trainable_bytes
@@ -182,7 +167,7 @@ def test_estimate_within_25_percent_of_measured_peak_on_tiny(method, gc, batch, 
     torch.manual_seed(0)
     cfg, model = _load_tiny(method, gc)
     measured = bench.measure_tensors(model, bench.make_batch(model.config.vocab_size, batch, seq), gc)
-    est = _cpu_estimate(cfg, memplan.shape_from_source(cfg.model), batch, seq, gc)
+    est = bench.planner_estimate(cfg, batch, seq, gc)
     assert abs(est.peak_allocated / measured.tensors_peak - 1) < TOLERANCE, (est.breakdown(), measured)
     acts = measured.activations + (measured.block if gc else 0)
     assert abs(est.breakdown()["activations"] / acts - 1) < 0.05, (est.breakdown(), acts)
@@ -206,7 +191,7 @@ def test_estimate_within_25_percent_of_measured_peak_on_small(method, gc):
     model = bench.prepare_trainable(apply_method(model, cfg.model, cfg.method, gradient_checkpointing=gc), gc)
     batch, seq = 1, 64
     measured = bench.measure_tensors(model, bench.make_batch(model.config.vocab_size, batch, seq), gc)
-    est = _cpu_estimate(cfg, memplan.shape_from_source(cfg.model), batch, seq, gc)
+    est = bench.planner_estimate(cfg, batch, seq, gc)
     assert abs(est.peak_allocated / measured.tensors_peak - 1) < TOLERANCE, (est.breakdown(), measured)
 
 
@@ -267,7 +252,7 @@ def test_qlora_weights_match_a_real_4bit_tiny_model():
                 nested = getattr(state, "state2", None)
                 if nested is not None:
                     real += nested.absmax.numel() * nested.absmax.element_size() + 4  # + offset
-    est = _cpu_estimate(cfg, memplan.shape_from_source(cfg.model), 1, 16, False)
+    est = bench.planner_estimate(cfg, 1, 16, False)
     assert est.weights == pytest.approx(real, rel=0.02)
 
 
